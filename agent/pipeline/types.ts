@@ -67,3 +67,22 @@ export interface Receiver extends Component {
 
 /** A no-op ack for batches whose source keeps no checkpoint. */
 export const noAck: Ack = () => {};
+
+/** What every log receiver factory gets: `create<Name>Receiver(config, deps): Receiver`. */
+export interface ReceiverDeps {
+  readonly docker: import('dockerode');
+  readonly store: import('../metadata/types.ts').MetadataStore;
+  /** The enrich stage. Receivers hand it whole batches (one per read chunk / message). */
+  readonly consumer: Consumer<LogBatch>;
+  readonly checkpoints: import('./checkpoints.ts').CheckpointStore;
+  readonly logger: import('pino').Logger;
+  readonly metrics: import('prom-client').Registry;
+}
+
+/** What every exporter factory gets: `create<Name>Exporter(id, config, deps): LogExporter`. */
+export interface ExporterDeps {
+  readonly logger: import('pino').Logger;
+  readonly metrics: import('prom-client').Registry;
+  /** Exporters keep their disk spool under `<stateDir>/spool/<exporter id>/`. */
+  readonly stateDir: string;
+}
