@@ -1,0 +1,39 @@
+# labelcast: multi-stage build on the Node 24 LTS base. The agent runs its TypeScript sources directly
+# (Node's type stripping), so the runtime stage needs only production dependencies and agent/.
+FROM node:24-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Install scripts are not needed at run time (ssh2/cpu-features are optional dockerode extras).
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+FROM node:24-bookworm-slim
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=https://github.com/labelcast/labelcast
+ARG CREATED=unknown
+ARG CONTACT=maintainers@labelcast.dev
+# The agent carries the labels it asks everyone else to carry, and passes its own `labelcast inspect`.
+LABEL org.opencontainers.image.title="labelcast" \
+      org.opencontainers.image.description="Docker labels as OpenTelemetry resource attributes on container logs and traces" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.authors="${CONTACT}" \
+      io.labelcast.contact="${CONTACT}"
+ENV NODE_ENV=production \
+    LABELCAST_STATE_DIR=/var/lib/labelcast
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json LICENSE ./
+COPY agent ./agent
+COPY config ./config
+RUN mkdir -p /var/lib/labelcast && chown node:node /var/lib/labelcast
+VOLUME ["/var/lib/labelcast"]
+# Non-root by default. Reading the Docker socket needs its group (--group-add), and the json_file
+# receiver needs read access to <docker root>/containers (see deploy/ for both set-ups).
+USER node
+EXPOSE 4318
+ENTRYPOINT ["node", "/app/agent/main.ts"]
+CMD ["run"]
