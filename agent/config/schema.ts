@@ -18,13 +18,15 @@ const componentId = (types: readonly string[]) =>
 export const RECEIVER_TYPES = ['json_file', 'docker_logs', 'fluent_forward', 'otlp_http'] as const;
 export const EXPORTER_TYPES = ['stdout', 'loki', 'otlp_http'] as const;
 
-const receiverSchemas = {
+/** The config schema of each receiver type, keyed by type. */
+export const receiverSchemas = {
   json_file: jsonFileConfigSchema,
   docker_logs: dockerLogsConfigSchema,
   fluent_forward: fluentForwardConfigSchema,
   otlp_http: otlpHttpReceiverConfigSchema,
 } as const;
-const exporterSchemas = {
+/** The config schema of each exporter type, keyed by type. */
+export const exporterSchemas = {
   stdout: stdoutExporterConfigSchema,
   loki: lokiExporterConfigSchema,
   otlp_http: otlpHttpExporterConfigSchema,
