@@ -1,0 +1,190 @@
+import type { LogStream } from '../../pipeline/types.ts';
+
+/**
+ * The fields of one json-file line. The scanner fills one reused object instead of allocating one per
+ * line; the caller copies what it keeps.
+ */
+export interface LineFields {
+  /** The `log` value, decoded, including its trailing `\n` when it has one (a partial has none). */
+  log: string;
+  stream: LogStream;
+  /** RFC3339Nano, as written by the engine. */
+  time: string;
+  attrs: Record<string, string> | undefined;
+}
+
+export function newLineFields(): LineFields {
+  return { log: '', stream: 'stdout', time: '', attrs: undefined };
+}
+
+const LOG_PREFIX = '{"log":"';
+const STREAM_SEP = '","stream":"';
+const ATTRS_SEP = '","attrs":';
+const TIME_KEY = '"time":"';
+
+/**
+ * Parses one line of the json-file format. The engine always writes the keys in the order
+ * `log, stream, attrs?, time` (moby daemon/logger/jsonfilelog/jsonlog), so the scanner finds the
+ * separators with `indexOf` and decodes only the `log` string; a line in any other shape goes through
+ * `JSON.parse`. test/bench/logs.ts measured the scanner against `JSON.parse` per line (see
+ * docs/json-file.md). Returns false for a line that is not a json-file record.
+ *
+ * The first `","stream":"` ends the log value: inside a JSON string every `"` is escaped, so the
+ * unescaped sequence cannot occur before the closing quote.
+ */
+export function parseLine(line: string, out: LineFields): boolean {
+  if (line.startsWith(LOG_PREFIX)) {
+    const end = line.indexOf(STREAM_SEP, LOG_PREFIX.length);
+    const streamStart = end + STREAM_SEP.length;
+    const streamEnd = end < 0 ? -1 : line.indexOf('"', streamStart);
+    if (streamEnd > 0 && line.charCodeAt(line.length - 1) === 125 /* } */) {
+      const raw = line.slice(LOG_PREFIX.length, end);
+      const backslash = raw.indexOf('\\');
+      let log: string | undefined;
+      if (backslash < 0) log = raw;
+      // The common line: plain text whose only escape is the final newline.
+      else if (backslash === raw.length - 2 && raw.charCodeAt(raw.length - 1) === 110 /* n */)
+        log = `${raw.slice(0, -2)}\n`;
+      else log = decodeString(raw);
+      const timeKey = line.lastIndexOf(TIME_KEY);
+      if (log !== undefined && timeKey > streamEnd && line.endsWith('"}')) {
+        const stream = line.slice(streamStart, streamEnd);
+        let attrs: Record<string, string> | undefined;
+        if (line.startsWith(ATTRS_SEP, streamEnd)) {
+          attrs = toAttrs(decodeJson(line.slice(streamEnd + ATTRS_SEP.length, timeKey - 1)));
+          if (attrs === undefined) return parseSlow(line, out);
+        } else if (timeKey !== streamEnd + 2) return parseSlow(line, out);
+        out.log = log;
+        out.stream = stream === 'stderr' ? 'stderr' : 'stdout';
+        out.time = line.slice(timeKey + TIME_KEY.length, -2);
+        out.attrs = attrs;
+        return true;
+      }
+    }
+  }
+  return parseSlow(line, out);
+}
+
+function decodeString(raw: string): string | undefined {
+  try {
+    return JSON.parse(`"${raw}"`) as string;
+  } catch {
+    return undefined;
+  }
+}
+
+function decodeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function toAttrs(value: unknown): Record<string, string> | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = typeof v === 'string' ? v : JSON.stringify(v);
+  return out;
+}
+
+/** Any valid JSON object with a string `log` and `time`, in any key order. */
+function parseSlow(line: string, out: LineFields): boolean {
+  const value = decodeJson(line) as { log?: unknown; stream?: unknown; time?: unknown; attrs?: unknown };
+  if (typeof value !== 'object' || value === null) return false;
+  if (typeof value.log !== 'string' || typeof value.time !== 'string') return false;
+  out.log = value.log;
+  out.stream = value.stream === 'stderr' ? 'stderr' : 'stdout';
+  out.time = value.time;
+  out.attrs = value.attrs === undefined ? undefined : toAttrs(value.attrs);
+  return true;
+}
+
+/** The plain `JSON.parse` reader, kept as the baseline the benchmark compares the scanner with. */
+export function parseLineWithJsonParse(line: string, out: LineFields): boolean {
+  return parseSlow(line, out);
+}
+
+let cachedPrefix = '';
+let cachedSecondsNs = 0n;
+const RFC3339 = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/;
+
+/**
+ * RFC3339Nano → Unix nanoseconds, exactly. Lines of one second share their date prefix, so the
+ * `Date.parse` of the prefix is cached and a line costs one BigInt addition. Returns undefined for a
+ * malformed timestamp.
+ */
+export function parseTimeNano(time: string): bigint | undefined {
+  // The engine writes UTC with a `Z` and trims trailing zeros from the fraction.
+  if (time.length > 20 && time.charCodeAt(19) === 46 /* . */ && time.charCodeAt(time.length - 1) === 90) {
+    const prefix = time.slice(0, 19);
+    if (prefix !== cachedPrefix) {
+      const ms = Date.parse(`${prefix}Z`);
+      if (Number.isNaN(ms)) return parseTimeSlow(time);
+      cachedPrefix = prefix;
+      cachedSecondsNs = BigInt(ms) * 1_000_000n;
+    }
+    const digits = time.length - 21;
+    const frac = Number(time.slice(20, -1));
+    if (digits > 9 || !Number.isInteger(frac)) return parseTimeSlow(time);
+    return cachedSecondsNs + BigInt(frac * 10 ** (9 - digits));
+  }
+  return parseTimeSlow(time);
+}
+
+function parseTimeSlow(time: string): bigint | undefined {
+  const m = RFC3339.exec(time);
+  if (!m) return undefined;
+  const ms = Date.parse(`${m[1]}${m[3]}`);
+  if (Number.isNaN(ms)) return undefined;
+  const frac = m[2] ?? '';
+  return BigInt(ms) * 1_000_000n + BigInt(frac.padEnd(9, '0') || '0');
+}
+
+const LEVELS: Record<string, [number, string]> = {
+  trace: [1, 'TRACE'],
+  debug: [5, 'DEBUG'],
+  info: [9, 'INFO'],
+  notice: [10, 'INFO2'],
+  warn: [13, 'WARN'],
+  warning: [13, 'WARN'],
+  error: [17, 'ERROR'],
+  err: [17, 'ERROR'],
+  critical: [21, 'FATAL'],
+  crit: [21, 'FATAL'],
+  fatal: [21, 'FATAL'],
+  panic: [21, 'FATAL'],
+};
+/** pino/bunyan numeric levels. */
+const NUMERIC_LEVELS: Record<string, [number, string]> = {
+  '10': [1, 'TRACE'],
+  '20': [5, 'DEBUG'],
+  '30': [9, 'INFO'],
+  '40': [13, 'WARN'],
+  '50': [17, 'ERROR'],
+  '60': [21, 'FATAL'],
+};
+const STDERR: [number, string] = [17, 'ERROR'];
+const LEVEL_KEY = '"level":';
+
+/**
+ * Severity, cheaply: a JSON body's `level` field (names such as `warn`/`ERROR`, or pino's numbers) wins;
+ * otherwise a stderr line is ERROR and a stdout line is unspecified. Only bodies that start with `{`
+ * are searched, and only with `indexOf`.
+ */
+export function detectSeverity(body: string, stream: LogStream): [number, string] | undefined {
+  if (body.charCodeAt(0) === 123 /* { */) {
+    const at = body.indexOf(LEVEL_KEY);
+    if (at > 0) {
+      let start = at + LEVEL_KEY.length;
+      if (body.charCodeAt(start) === 32) start++;
+      let found: [number, string] | undefined;
+      if (body.charCodeAt(start) === 34 /* " */) {
+        const end = body.indexOf('"', start + 1);
+        if (end > 0 && end - start < 12) found = LEVELS[body.slice(start + 1, end).toLowerCase()];
+      } else found = NUMERIC_LEVELS[body.slice(start, start + 2)];
+      if (found) return found;
+    }
+  }
+  return stream === 'stderr' ? STDERR : undefined;
+}
