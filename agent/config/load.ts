@@ -134,8 +134,15 @@ function formatPath(path: Path): string {
   return path.length === 0 ? '(top level)' : path.map(String).join('.');
 }
 
-function formatValue(value: unknown): string {
+/** Keys whose values must not be echoed back in an error (they end up in terminals and CI logs). */
+const SECRET_KEY = /pass(word)?|secret|token|authorization|api[-_]?key|credential/i;
+
+/** The value given, as shown in an error: short, and without secrets or nested values. */
+function formatValue(value: unknown, path: Path): string {
   if (value === undefined) return 'nothing';
+  if (path.some((key) => typeof key === 'string' && SECRET_KEY.test(key))) return '[REDACTED]';
+  // A mapping may hold credentials below it; its keys are enough to recognise it.
+  if (isTree(value)) return `{${Object.keys(value).join(', ')}}`;
   const text = JSON.stringify(value) ?? String(value);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
@@ -157,10 +164,13 @@ function describeIssue(issue: z.core.$ZodIssue, raw: Tree, fromEnv: Map<string, 
   }
   if (issue.code === 'invalid_key') {
     const key = issue.path[issue.path.length - 1];
-    return [`${where(issue.path)}: unknown name ${formatValue(key)}, ${expectation(issue.issues[0])}`];
+    return [`${where(issue.path)}: unknown name ${formatValue(key, [])}, ${expectation(issue.issues[0])}`];
   }
   const given = getPath(raw, issue.path);
-  return [`${where(issue.path)}: got ${formatValue(given)}, ${expectation(issue)}`];
+  const got = `${where(issue.path)}: got ${formatValue(given, issue.path)}`;
+  // Cross-field rules explain themselves ("set either basic_auth or bearer_token, not both").
+  if (issue.code === 'custom' && !issue.message.startsWith('expected')) return [`${got}: ${issue.message}`];
+  return [`${got}, ${expectation(issue)}`];
 }
 
 /** What the schema allows, phrased as `expected …`. */
@@ -190,8 +200,8 @@ function expectation(issue: z.core.$ZodIssue | undefined): string {
       return issue.message;
     }
     default:
-      // Custom and format checks carry their own "expected …" text in the schema.
-      return issue.message.startsWith('expected') ? issue.message : `expected: ${issue.message}`;
+      // Format checks carry their own "expected …" text in the schema.
+      return issue.message.startsWith('expected') ? issue.message : `expected ${issue.message}`;
   }
 }
 

@@ -175,9 +175,19 @@ describe('loadConfig', () => {
     );
     assert.deepEqual(
       errorLines(() => loadConfig({ file, env: {} })),
-      [
-        `Invalid config ${file}: pipelines.logs.exporters.0: got "loki", expected: unknown exporter (defined: stdout)`,
-      ],
+      [`Invalid config ${file}: pipelines.logs.exporters.0: got "loki": unknown exporter (defined: stdout)`],
+    );
+  });
+
+  test('values of secret-looking keys and nested mappings are not echoed in errors', () => {
+    const file = yamlFile(
+      'exporters:\n  loki:\n    endpoint: http://loki:3100\n    bearer_token: 42\n    basic_auth: {username: u, password: hunter2}\n',
+    );
+    const lines = errorLines(() => loadConfig({ file, env: {} }));
+    assert.ok(lines.length > 0);
+    for (const line of lines) assert.doesNotMatch(line, /hunter2|42/);
+    assert.ok(
+      lines.some((l) => l.includes('exporters.loki.bearer_token: got [REDACTED], expected a string')),
     );
   });
 
