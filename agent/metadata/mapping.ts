@@ -145,6 +145,15 @@ function providerOf(host: string): string | undefined {
   return undefined;
 }
 
+const URL_CREDENTIALS = /([a-z][a-z0-9+.-]*:\/\/)[^/\s@:]+:[^/\s@]+@/gi;
+
+/** `https://user:token@host/…` → `https://[REDACTED]@host/…`: a CI often bakes a token into a source URL. */
+function hideUrlCredentials(value: string): string {
+  return value.includes('://') && value.includes('@')
+    ? value.replace(URL_CREDENTIALS, `$1${REDACTED}@`)
+    : value;
+}
+
 /** Cuts to `max` code points, never splitting a surrogate pair. */
 function cut(value: string, max: number): string {
   if (value.length <= max) return value;
@@ -190,7 +199,8 @@ export function createMapper(config: MappingConfig, onWarning?: (msg: string) =>
   function pick(labels: Readonly<Record<string, string>>, keys: readonly string[]): string | undefined {
     for (const key of keys) {
       const v = labels[key];
-      if (v !== undefined && v.trim() !== '' && !isRedacted(key)) return cut(v.trim(), max);
+      if (v !== undefined && v.trim() !== '' && !isRedacted(key))
+        return cut(hideUrlCredentials(v.trim()), max);
     }
     return undefined;
   }
@@ -274,7 +284,9 @@ export function createMapper(config: MappingConfig, onWarning?: (msg: string) =>
 
     const keys = Object.keys(labels).filter(isSelected).sort();
     for (const key of keys) {
-      out[`container.label.${key}`] = isRedacted(key) ? REDACTED : cut(labels[key] as string, max);
+      out[`container.label.${key}`] = isRedacted(key)
+        ? REDACTED
+        : cut(hideUrlCredentials(labels[key] as string), max);
     }
     return Object.freeze(out);
   }
@@ -305,7 +317,7 @@ export function createMapper(config: MappingConfig, onWarning?: (msg: string) =>
   function presentLabels(labels: Readonly<Record<string, string>>): Record<string, string> {
     const out: Record<string, string> = {};
     for (const key of Object.keys(labels).sort()) {
-      out[key] = isRedacted(key) ? REDACTED : cut(labels[key] as string, max);
+      out[key] = isRedacted(key) ? REDACTED : cut(hideUrlCredentials(labels[key] as string), max);
     }
     return out;
   }

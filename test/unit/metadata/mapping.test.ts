@@ -350,6 +350,23 @@ describe('createMapper().attributes', () => {
       assert.equal(values.includes(secret), false);
   });
 
+  test('hides credentials embedded in URL label values', () => {
+    const m = defaults();
+    const labels = {
+      'org.opencontainers.image.source': 'https://ci:glpat-abc123@gitlab.com/acme/api.git',
+      'org.opencontainers.image.documentation': 'https://bot:pw@wiki.example.com/runbook',
+    };
+    const attrs = m.attributes(input(labels));
+    assert.equal(
+      attrs['container.label.org.opencontainers.image.source'],
+      'https://[REDACTED]@gitlab.com/acme/api.git',
+    );
+    assert.equal(attrs['vcs.repository.url.full'], 'https://gitlab.com/acme/api');
+    assert.equal(attrs['runbook.url'], 'https://[REDACTED]@wiki.example.com/runbook');
+    assert.equal(JSON.stringify(attrs).includes('glpat-abc123'), false);
+    assert.equal(JSON.stringify(m.presentLabels(labels)).includes(':pw@'), false);
+  });
+
   test('cuts long values to max_value_length', () => {
     const m = createMapper(mappingConfigSchema.parse({ max_value_length: 5 }));
     const attrs = m.attributes(input({ 'org.opencontainers.image.title': 'abcdefgh', note: 'x😀yz😀' }));
