@@ -74,6 +74,19 @@ function getPath(tree: unknown, path: Path): unknown {
   return node;
 }
 
+/**
+ * `key:` with nothing after it (a section whose keys are all commented out) means "not set". A
+ * component written `stdout:` is kept: it means "this component, with its defaults".
+ */
+function dropNulls(tree: Tree, path: readonly string[] = []): Tree {
+  const componentMap = path.length === 1 && (path[0] === 'receivers' || path[0] === 'exporters');
+  for (const [key, value] of Object.entries(tree)) {
+    if (value === null && !componentMap) delete tree[key];
+    else if (isTree(value)) dropNulls(value, [...path, key]);
+  }
+  return tree;
+}
+
 function readYamlFile(file: string): Tree {
   let text: string;
   try {
@@ -101,7 +114,7 @@ function readYamlFile(file: string): Tree {
       `Cannot parse config ${file}: the top level must be a mapping of keys, not a list or a value`,
     );
   }
-  return data;
+  return dropNulls(data);
 }
 
 /**

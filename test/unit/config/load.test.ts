@@ -233,3 +233,14 @@ describe('allowedKeys', () => {
     assert.deepEqual(allowedKeys(['pipelines', 'logs']), ['receivers', 'exporters']);
   });
 });
+
+describe('empty keys', () => {
+  test('a section left empty means its defaults, a component left empty means that component with defaults', () => {
+    const file = yamlFile('docker:\nmetadata:\nexporters:\n  stdout:\nreceivers:\n  json_file:\n');
+    const config = loadConfig({ file, env: {} });
+    assert.deepEqual(config.docker, {});
+    assert.equal(config.metadata.max_containers, 10_000);
+    assert.deepEqual(Object.keys(config.exporters), ['stdout']);
+    assert.deepEqual(Object.keys(config.receivers), ['json_file']);
+  });
+});
