@@ -58,7 +58,7 @@ function assertDocumented(schema: Schema, doc: unknown, path: string): void {
       continue;
     }
     assert.ok(key in (doc as Tree), `${at} is documented in config/labelcast.yaml`);
-    const value = (doc as Tree)[key];
+    const value: unknown = (doc as Tree)[key];
     if (shapeOf(child)) {
       assertDocumented(child, value, at);
       continue;
