@@ -1,0 +1,456 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { AgentError } from '../../errors.ts';
+import type { Ack, ExporterDeps, ExportResult } from '../types.ts';
+import type { DeliveryConfig } from './config.ts';
+import { type DeliveryMetrics, deliveryMetrics } from './metrics.ts';
+import { backoffDelay, sleep } from './retry.ts';
+import { Spool, type SpoolEntry } from './spool.ts';
+import type { Delivery, DeliveryBatch, Encoder, Payload, Sender } from './types.ts';
+
+export { type DeliveryConfig, deliveryConfigSchema } from './config.ts';
+export { createHttpSender, type HttpSenderOptions, type TlsOptions } from './http-sender.ts';
+export { type DeliveryMetrics, deliveryMetrics } from './metrics.ts';
+export { backoffDelay, parseRetryAfter } from './retry.ts';
+export type { Delivery, DeliveryBatch, Encoder, Payload, Sender } from './types.ts';
+
+/** A Retry-After longer than this is treated as this long, so a bogus header cannot park a sender for days. */
+const MAX_RETRY_AFTER_MS = 10 * 60_000;
+/** Distinct permanent errors remembered for "log once"; beyond it they are still counted. */
+const MAX_DISTINCT_ERRORS = 100;
+
+export interface DeliveryOptions<T> {
+  /** The exporter id (`otlp_http`, `loki/eu`): the metrics label and the spool folder name. */
+  readonly id: string;
+  readonly config: DeliveryConfig;
+  /** Encodes one batch into ready-to-send payloads. */
+  readonly encode: Encoder<T>;
+  /** The approximate encoded size of one item, for `max_batch_bytes`. Must be cheap. */
+  readonly sizeOf: (item: T) => number;
+  readonly sender: Sender;
+  /** `logger` should already be the exporter's child logger. */
+  readonly deps: ExporterDeps;
+}
+
+/** Counts how many queued payloads still hold a source batch; the ack fires when none does. */
+interface AckRef {
+  remaining: number;
+  readonly ack: Ack;
+}
+
+interface MemoryItem {
+  readonly payload: Payload;
+  readonly bytes: number;
+  readonly refs: readonly AckRef[];
+}
+
+type Work =
+  | { readonly kind: 'memory'; readonly item: MemoryItem }
+  | { readonly kind: 'spool'; readonly entry: SpoolEntry };
+
+function release(refs: readonly AckRef[]): void {
+  for (const ref of refs) if (--ref.remaining === 0) ref.ack();
+}
+
+/**
+ * The delivery machinery every network exporter shares: a batcher (by bytes and age), a bounded
+ * in-memory queue of encoded payloads, a disk spool beyond it, `concurrency` senders that retry with
+ * backoff and Retry-After, and a shutdown that spools what it could not send. See docs/delivery.md.
+ *
+ * Order: while the spool holds unsent payloads, new ones are appended behind them, so the sink sees
+ * payloads in the order they were made (up to `concurrency` reordering).
+ */
+export function createDelivery<T>(options: DeliveryOptions<T>): Delivery<T> {
+  return new DeliveryImpl(options);
+}
+
+class DeliveryImpl<T> implements Delivery<T> {
+  readonly #o: DeliveryOptions<T>;
+  readonly #c: DeliveryConfig;
+  readonly #log: Logger;
+  readonly #m: DeliveryMetrics;
+  readonly #label: { exporter: string };
+  readonly #spool: Spool | undefined;
+  readonly #abort = new AbortController();
+
+  #pending: T[] = [];
+  #pendingBytes = 0;
+  #pendingRefs: AckRef[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  /** Flushes and enqueues run one after another, so payloads keep their order. */
+  #chain: Promise<void> = Promise.resolve();
+
+  #queue: MemoryItem[] = [];
+  #queueHead = 0;
+  /** Encoded bytes in memory: queued plus in flight. */
+  #heldBytes = 0;
+  #inflightMemory = 0;
+  #aborted: MemoryItem[] = [];
+  #lastPayloadBytes = 0;
+
+  #started = false;
+  #closed = false;
+  #draining = false;
+  #workers: Promise<void>[] = [];
+  #generation = 0;
+  #wake: (() => void) | undefined;
+  #wakeup: Promise<void>;
+  #memoryWaiters: (() => void)[] = [];
+  #failing = false;
+  readonly #loggedErrors = new Set<string>();
+  #shutdown: Promise<void> | undefined;
+
+  constructor(options: DeliveryOptions<T>) {
+    this.#o = options;
+    this.#c = options.config;
+    this.#log = options.deps.logger;
+    this.#m = deliveryMetrics(options.deps.metrics);
+    this.#label = { exporter: options.id };
+    this.#wakeup = this.#newWakeup();
+    const spool = this.#c.spool;
+    if (spool.max_bytes > 0) {
+      this.#spool = new Spool({
+        dir: join(options.deps.stateDir, 'spool', encodeURIComponent(options.id)),
+        maxBytes: spool.max_bytes,
+        segmentBytes: spool.segment_bytes,
+        policy: spool.policy,
+        logger: this.#log,
+        onCorrupt: () => this.#m.spoolCorrupt.inc(this.#label),
+        onDropped: (records, reason) => this.#m.droppedRecords.inc({ ...this.#label, reason }, records),
+        onAppend: () => this.#signal(),
+        onSpaceFreed: () => this.#m.spoolBytes.set(this.#label, this.#spool?.bytes ?? 0),
+      });
+    }
+    this.#m.queueBytes.set(this.#label, 0);
+    this.#m.spoolBytes.set(this.#label, 0);
+  }
+
+  async start(): Promise<void> {
+    if (this.#started || this.#closed) return;
+    this.#started = true;
+    await this.#spool?.open();
+    this.#m.spoolBytes.set(this.#label, this.#spool?.bytes ?? 0);
+    if (this.#spool?.hasUnread())
+      this.#log.info({ bytes: this.#spool.bytes }, 'Replaying the disk spool before new records');
+    for (let i = 0; i < this.#c.concurrency; i++) this.#workers.push(this.#work());
+  }
+
+  consume(batch: DeliveryBatch<T>): Promise<void> {
+    if (this.#closed) return Promise.reject(this.#closedError());
+    const ref: AckRef = { remaining: 1, ack: batch.ack };
+    const sizeOf = this.#o.sizeOf;
+    const max = this.#c.max_batch_bytes;
+    let flushes: Promise<void> | undefined;
+    for (const record of batch.records) {
+      if (this.#pending.length === 0) this.#armTimer();
+      this.#pending.push(record);
+      this.#pendingBytes += sizeOf(record);
+      if (this.#pendingRefs.at(-1) !== ref) {
+        this.#pendingRefs.push(ref);
+        ref.remaining++;
+      }
+      if (this.#pendingBytes >= max) flushes = this.#flush();
+    }
+    release([ref]);
+    return flushes ?? Promise.resolve();
+  }
+
+  enqueue(payloads: readonly Payload[], ack: Ack): Promise<void> {
+    if (this.#closed) return Promise.reject(this.#closedError());
+    const ref: AckRef = { remaining: 1, ack };
+    const run = this.#chain.then(() => this.#admit(payloads, [ref]));
+    this.#chain = run.catch(() => undefined);
+    return run;
+  }
+
+  saturated(): boolean {
+    if (this.#heldBytes < this.#c.queue_bytes) return false;
+    if (!this.#spool) return true;
+    return this.#c.spool.policy === 'block' && this.#spool.full(this.#lastPayloadBytes);
+  }
+
+  shutdown(): Promise<void> {
+    this.#shutdown ??= this.#stop();
+    return this.#shutdown;
+  }
+
+  #closedError(): AgentError {
+    return new AgentError(
+      'LABELCAST_ERR_EXPORT',
+      `Cannot accept a batch: exporter ${this.#o.id} is shut down (stop receivers before exporters)`,
+    );
+  }
+
+  #armTimer(): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#flush();
+    }, this.#c.max_delay);
+  }
+
+  /** Takes the pending batch now and encodes + admits it behind earlier ones. */
+  #flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#pending.length === 0) return this.#chain;
+    const items = this.#pending;
+    const refs = this.#pendingRefs;
+    this.#pending = [];
+    this.#pendingRefs = [];
+    this.#pendingBytes = 0;
+    const run = this.#chain.then(async () => {
+      let payloads: Payload | Payload[];
+      try {
+        payloads = await this.#o.encode(items);
+      } catch (err) {
+        this.#m.droppedRecords.inc({ ...this.#label, reason: 'encode_error' }, items.length);
+        this.#logOnce(
+          'error',
+          `encode:${(err as Error).message}`,
+          err,
+          'Dropped a batch: it cannot be encoded',
+        );
+        release(refs);
+        return;
+      }
+      await this.#admit(Array.isArray(payloads) ? payloads : [payloads], refs);
+    });
+    this.#chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Puts payloads in memory, or on the spool when memory is full or the spool already holds older ones. */
+  async #admit(payloads: readonly Payload[], refs: readonly AckRef[]): Promise<void> {
+    for (const ref of refs) ref.remaining += payloads.length;
+    release(refs);
+    for (const payload of payloads) {
+      const bytes = payload.body.length;
+      this.#lastPayloadBytes = bytes;
+      const spool = this.#spool;
+      const fits = this.#heldBytes === 0 || this.#heldBytes + bytes <= this.#c.queue_bytes;
+      if (fits && !spool?.hasUnread()) {
+        this.#hold(bytes);
+        this.#queue.push({ payload, bytes, refs });
+        this.#signal();
+        continue;
+      }
+      if (spool && this.#started) {
+        const outcome = await spool.append(payload, this.#abort.signal);
+        if (outcome) {
+          this.#m.spooledRecords.inc(this.#label, payload.records);
+          this.#m.spooledBytesTotal.inc(this.#label, bytes);
+          this.#m.spoolBytes.set(this.#label, spool.bytes);
+          release(refs);
+        } else if (!this.#abort.signal.aborted) {
+          release(refs); // refused as larger than the whole spool, counted by the spool
+        }
+        continue;
+      }
+      // Memory only: wait for room (backpressure); at shutdown the source keeps it unacked.
+      while (this.#heldBytes > 0 && this.#heldBytes + bytes > this.#c.queue_bytes) {
+        if (!(await this.#waitForMemory())) return;
+      }
+      this.#hold(bytes);
+      this.#queue.push({ payload, bytes, refs });
+      this.#signal();
+    }
+  }
+
+  #hold(bytes: number): void {
+    this.#heldBytes += bytes;
+    this.#m.queueBytes.set(this.#label, this.#heldBytes);
+  }
+
+  #unhold(bytes: number): void {
+    this.#heldBytes -= bytes;
+    this.#m.queueBytes.set(this.#label, this.#heldBytes);
+    const waiters = this.#memoryWaiters;
+    this.#memoryWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  #waitForMemory(): Promise<boolean> {
+    if (this.#abort.signal.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => this.#memoryWaiters.push(() => resolve(!this.#abort.signal.aborted)));
+  }
+
+  #newWakeup(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#wake = resolve;
+    });
+  }
+
+  #signal(): void {
+    this.#generation++;
+    const wake = this.#wake;
+    this.#wakeup = this.#newWakeup();
+    wake?.();
+  }
+
+  async #next(): Promise<Work | undefined> {
+    const item = this.#queue[this.#queueHead];
+    if (item) {
+      this.#queue[this.#queueHead++] = undefined as never;
+      if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
+        this.#queue = this.#queue.slice(this.#queueHead);
+        this.#queueHead = 0;
+      }
+      return { kind: 'memory', item };
+    }
+    if (this.#draining || !this.#spool?.hasUnread()) return undefined;
+    const entry = await this.#spool.next();
+    return entry ? { kind: 'spool', entry } : undefined;
+  }
+
+  async #work(): Promise<void> {
+    while (!this.#abort.signal.aborted) {
+      const generation = this.#generation;
+      const wakeup = this.#wakeup;
+      let work: Work | undefined;
+      try {
+        work = await this.#next();
+      } catch (err) {
+        this.#logOnce('warn', 'spool-read', err, 'Cannot read the disk spool: retrying in 1 s');
+        await sleep(1000, this.#abort.signal);
+        continue;
+      }
+      if (!work) {
+        if (generation === this.#generation) await Promise.race([wakeup, this.#abortPromise]);
+        continue;
+      }
+      if (work.kind === 'memory') {
+        this.#inflightMemory++;
+        const done = await this.#deliver(work.item.payload);
+        this.#inflightMemory--;
+        if (done) {
+          this.#unhold(work.item.bytes);
+          release(work.item.refs);
+        } else {
+          this.#aborted.push(work.item);
+        }
+      } else {
+        const bytes = work.entry.bytes;
+        this.#hold(bytes);
+        const done = await this.#deliver(work.entry.payload);
+        this.#unhold(bytes);
+        if (done) work.entry.done();
+        this.#m.spoolBytes.set(this.#label, this.#spool?.bytes ?? 0);
+      }
+      this.#signal();
+    }
+  }
+
+  readonly #abortPromise: Promise<void> = new Promise((resolve) =>
+    this.#abort.signal.addEventListener('abort', () => resolve(), { once: true }),
+  );
+
+  /** Sends one payload until it succeeds or fails for good (true), or shutdown aborts it (false). */
+  async #deliver(payload: Payload): Promise<boolean> {
+    const retry = this.#c.retry;
+    const startedAt = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      if (this.#abort.signal.aborted) return false;
+      const t0 = performance.now();
+      let result: ExportResult;
+      try {
+        result = await this.#o.sender.send(payload, this.#abort.signal);
+      } catch (err) {
+        result = { status: 'retryable', error: err as Error };
+      }
+      this.#m.requestDuration.observe(this.#label, (performance.now() - t0) / 1000);
+      if (result.status === 'success') {
+        this.#m.sentRecords.inc(this.#label, payload.records);
+        this.#m.sentBytes.inc(this.#label, payload.body.length);
+        if (this.#failing) {
+          this.#failing = false;
+          this.#log.info('The sink accepts requests again');
+        }
+        return true;
+      }
+      if (result.status === 'failure') {
+        this.#m.failedRequests.inc({ ...this.#label, kind: 'permanent' });
+        this.#m.droppedRecords.inc({ ...this.#label, reason: result.reason ?? 'rejected' }, payload.records);
+        this.#logOnce(
+          'error',
+          result.error.message,
+          result.error,
+          'Dropped a batch the sink refused: it will not be retried',
+        );
+        return true;
+      }
+      if (this.#abort.signal.aborted) return false;
+      this.#m.failedRequests.inc({ ...this.#label, kind: 'retryable' });
+      const delay = Math.min(
+        result.retryAfterMs ?? backoffDelay(attempt, retry.initial_interval, retry.max_interval),
+        MAX_RETRY_AFTER_MS,
+      );
+      if (retry.max_elapsed_time > 0 && Date.now() + delay - startedAt > retry.max_elapsed_time) {
+        this.#m.droppedRecords.inc({ ...this.#label, reason: 'retries_exhausted' }, payload.records);
+        this.#logOnce(
+          'error',
+          `exhausted:${result.error.message}`,
+          result.error,
+          'Dropped a batch: retry.max_elapsed_time passed',
+        );
+        return true;
+      }
+      if (!this.#failing) {
+        this.#failing = true;
+        this.#log.warn({ err: result.error, retryInMs: delay }, 'Export failed, retrying with backoff');
+      }
+      this.#m.retries.inc(this.#label);
+      if (!(await sleep(delay, this.#abort.signal))) return false;
+    }
+  }
+
+  #logOnce(level: 'warn' | 'error', key: string, err: unknown, message: string): void {
+    if (this.#loggedErrors.has(key)) return;
+    if (this.#loggedErrors.size < MAX_DISTINCT_ERRORS) this.#loggedErrors.add(key);
+    this.#log[level]({ err }, message);
+  }
+
+  async #stop(): Promise<void> {
+    this.#closed = true;
+    const deadline = setTimeout(() => this.#abort.abort(), this.#c.shutdown_timeout);
+    try {
+      await this.#flush();
+      this.#draining = true;
+      this.#signal();
+      // Keep sending from memory until it is empty or the deadline aborts.
+      while (this.#started && (this.#queueHead < this.#queue.length || this.#inflightMemory > 0)) {
+        if (this.#abort.signal.aborted) break;
+        await Promise.race([this.#wakeup, this.#abortPromise]);
+      }
+    } finally {
+      clearTimeout(deadline);
+      this.#abort.abort();
+    }
+    await Promise.all(this.#workers);
+    const leftovers = [...this.#aborted, ...this.#queue.slice(this.#queueHead)];
+    this.#queue = [];
+    this.#queueHead = 0;
+    let unsaved = 0;
+    for (const item of leftovers) {
+      this.#unhold(item.bytes);
+      // The abort signal is already set: `block` does not wait now, `drop_oldest` still evicts.
+      if (this.#spool && this.#started && (await this.#spool.append(item.payload, this.#abort.signal))) {
+        this.#m.spooledRecords.inc(this.#label, item.payload.records);
+        this.#m.spooledBytesTotal.inc(this.#label, item.bytes);
+        release(item.refs);
+      } else {
+        unsaved += item.payload.records;
+      }
+    }
+    if (leftovers.length > 0 && unsaved === 0)
+      this.#log.info({ payloads: leftovers.length }, 'Spooled what was not sent within shutdown_timeout');
+    if (unsaved > 0)
+      this.#log.warn(
+        { records: unsaved },
+        'Left records unacknowledged at shutdown: the spool is full or disabled (sources with checkpoints resend them)',
+      );
+    if (this.#started) await this.#spool?.close();
+    this.#m.spoolBytes.set(this.#label, this.#spool?.bytes ?? 0);
+    this.#o.sender.close?.();
+  }
+}
