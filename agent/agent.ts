@@ -14,6 +14,7 @@ import type Docker from 'dockerode';
 import type { Config } from './config/schema.ts';
 import { connectDocker, resolveDockerTarget } from './docker/client.ts';
 import { ConfigError, StateError } from './errors.ts';
+import { createLokiExporter } from './exporters/loki/index.ts';
 import { stdoutExporterConfigSchema } from './exporters/stdout/config.ts';
 import { createStdoutExporter } from './exporters/stdout/index.ts';
 import { createMetadata } from './metadata/index.ts';
@@ -26,10 +27,12 @@ import { createMultilineStage } from './pipeline/multiline.ts';
 import type { Component, ExporterDeps, LogExporter, Receiver, ReceiverDeps } from './pipeline/types.ts';
 import { dockerLogsConfigSchema } from './receivers/docker-logs/config.ts';
 import { createDockerLogsReceiver } from './receivers/docker-logs/index.ts';
+import { createFluentForwardReceiver } from './receivers/fluent-forward/index.ts';
 import { jsonFileConfigSchema } from './receivers/json-file/config.ts';
 import { createJsonFileReceiver, type JsonFileReceiver } from './receivers/json-file/index.ts';
 import type { Logger } from './telemetry/logger.ts';
 import type { Registry } from './telemetry/metrics.ts';
+import { createMetricsServer } from './telemetry/metrics-server.ts';
 
 /** The default `state_dir` in the schema; only this one falls back to a per-user directory. */
 export const SYSTEM_STATE_DIR = '/var/lib/labelcast';
@@ -66,10 +69,12 @@ type ExporterFactory = (id: string, config: never, deps: ExporterDeps) => LogExp
 const RECEIVERS: Readonly<Record<string, ReceiverFactory>> = {
   json_file: createJsonFileReceiver,
   docker_logs: createDockerLogsReceiver,
+  fluent_forward: createFluentForwardReceiver,
 };
 
 const EXPORTERS: Readonly<Record<string, ExporterFactory>> = {
   stdout: createStdoutExporter,
+  loki: createLokiExporter,
 };
 
 const typeOf = (id: string): string => id.split('/')[0] ?? id;
@@ -92,12 +97,13 @@ export async function resolveStateDir(
   configured: string,
   env: NodeJS.ProcessEnv,
   logger: Logger,
+  systemDefault: string = SYSTEM_STATE_DIR,
 ): Promise<string> {
   if (await writable(configured)) {
     logger.info({ stateDir: configured }, 'state directory');
     return configured;
   }
-  if (configured !== SYSTEM_STATE_DIR) {
+  if (configured !== systemDefault) {
     throw new StateError(
       `Cannot use state_dir ${configured}: it is not a writable directory (create it for this user, or set state_dir / LABELCAST_STATE_DIR)`,
     );
@@ -106,10 +112,10 @@ export async function resolveStateDir(
   const fallback = join(base, 'labelcast');
   if (!(await writable(fallback))) {
     throw new StateError(
-      `Cannot find a state directory: neither ${SYSTEM_STATE_DIR} nor ${fallback} is writable (set state_dir / LABELCAST_STATE_DIR to a writable directory)`,
+      `Cannot find a state directory: neither ${systemDefault} nor ${fallback} is writable (set state_dir / LABELCAST_STATE_DIR to a writable directory)`,
     );
   }
-  logger.info({ stateDir: fallback, unwritable: SYSTEM_STATE_DIR }, 'state directory (per-user fallback)');
+  logger.info({ stateDir: fallback, unwritable: systemDefault }, 'state directory (per-user fallback)');
   return fallback;
 }
 
@@ -216,6 +222,10 @@ export async function createAgent(input: Config, deps: AgentDeps): Promise<Agent
       ? await withDefaultPipeline(input, docker, target.display.startsWith('tcp://'), logger)
       : input;
 
+  const metricsServer =
+    config.telemetry.metrics_listen === undefined
+      ? undefined
+      : createMetricsServer(config.telemetry.metrics_listen, metrics);
   const mapper = createMapper(config.mapping, (msg) => logger.warn({ component: 'metadata/mapping' }, msg));
   const metadata = createMetadata({ docker, mapper, config: config.metadata, logger, metrics });
   const store = metadata.store;
@@ -293,6 +303,15 @@ export async function createAgent(input: Config, deps: AgentDeps): Promise<Agent
     stateDir,
     start() {
       started ??= (async () => {
+        if (metricsServer) {
+          await metricsServer.start().catch((err: unknown) => {
+            throw new ConfigError(
+              `Cannot serve metrics on ${config.telemetry.metrics_listen}: ${(err as Error).message} (choose another telemetry.metrics_listen, or port 0)`,
+              { cause: err },
+            );
+          });
+          logger.info({ listen: metricsServer.address() }, 'serving Prometheus metrics on /metrics');
+        }
         await metadata.watcher.start();
         await metadata.ready;
         excludeSelf();
@@ -331,6 +350,7 @@ export async function createAgent(input: Config, deps: AgentDeps): Promise<Agent
           });
         }
         await stopAll([metadata.watcher], 'the Docker watcher');
+        if (metricsServer) await stopAll([metricsServer], 'the metrics listener');
         logger.info('labelcast stopped');
       })();
       return stopped;

@@ -88,12 +88,15 @@ async function waitFor<T>(
   }
 }
 
-async function startAgent(stateDir: string): Promise<AgentProcess> {
-  const config = await writeConfig(stateDir);
-  const child = spawn(NODE, [MAIN, 'run', '--config', config], {
-    env: { ...process.env, DOCKER_HOST: engine.host, LABELCAST_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+async function startAgent(
+  stateDir: string,
+  options: { config?: boolean; env?: NodeJS.ProcessEnv } = {},
+): Promise<AgentProcess> {
+  const args = [MAIN, 'run'];
+  if (options.config !== false) args.push('--config', await writeConfig(stateDir));
+  const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_HOST: engine.host, LABELCAST_LOG_LEVEL: 'info' };
+  delete env.LABELCAST_CONFIG;
+  const child = spawn(NODE, args, { env: { ...env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: OutLine[] = [];
   let stderr = '';
   let partial = '';
@@ -293,4 +296,56 @@ test('a dockerd restart mid-stream loses no line and repeats none', async (t) =>
   const truth = await engineLog(id);
   assert.equal(assertNoLoss(truth, agent.of(id), []), 0);
   await engine.docker('rm', '-f', id);
+});
+
+test('labelcast run without a config file collects the local engine’s json-file logs to stdout', async (t) => {
+  const stateDir = await mkdtemp(join(root, 'state-'));
+  // The data root is found through an existing container's LogPath.
+  const idle = await run(TEST_IMAGES.base, 'sleep', '3600');
+  t.after(() => engine.docker('rm', '-f', idle));
+  const agent = await startAgent(stateDir, { config: false, env: { LABELCAST_STATE_DIR: stateDir } });
+  t.after(() => agent.kill());
+  assert.match(agent.stderr(), /"receiver":"json_file"/);
+  const id = await run(TEST_IMAGES.legacy, 'sh', '-c', 'echo default-pipeline; sleep 1');
+  const line = await waitFor('the line', () => agent.of(id)[0], undefined, agent);
+  assert.equal(line.body, 'default-pipeline');
+  assert.equal(line.resource['vcs.ref.head.revision'], '0badc0de');
+  assert.equal(await agent.stop(), 0);
+});
+
+test('without a config file and with unreadable engine files, run uses the Docker log API', async (t) => {
+  const stateDir = await mkdtemp(join(root, 'state-'));
+  const agent = await startAgent(stateDir, {
+    config: false,
+    env: { LABELCAST_STATE_DIR: stateDir, LABELCAST_RECEIVERS__JSON_FILE__DOCKER_ROOT: '/nonexistent' },
+  });
+  t.after(() => agent.kill());
+  assert.match(agent.stderr(), /"receiver":"docker_logs"/);
+  const id = await run(TEST_IMAGES.app, 'sh', '-c', 'echo through-the-api; sleep 2');
+  const line = await waitFor('the line', () => agent.of(id)[0], undefined, agent);
+  assert.equal(line.body, 'through-the-api');
+  assert.equal(line.resource['support.contact'], 'oncall-api@example.com');
+  assert.equal(await agent.stop(), 0);
+});
+
+test('an unreachable Docker engine at startup is a one-line error and exit code 1', async () => {
+  const child = spawn(NODE, [MAIN, 'run'], {
+    env: { ...process.env, DOCKER_HOST: `unix://${join(root, 'no-such.sock')}`, LABELCAST_STATE_DIR: root },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  let stdout = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+  });
+  const [code] = await once(child, 'exit');
+  assert.equal(code, 1);
+  assert.equal(stdout, '');
+  const errors = stderr.split('\n').filter((l) => l && !l.startsWith('{'));
+  assert.deepEqual(errors, [
+    `Cannot connect to Docker at unix://${join(root, 'no-such.sock')}: no such socket (is dockerd running? set DOCKER_HOST or docker.host to the engine's socket)`,
+  ]);
 });

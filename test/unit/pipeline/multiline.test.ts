@@ -4,6 +4,7 @@ import { Registry } from 'prom-client';
 import { createMultilineStage } from '../../../agent/pipeline/multiline.ts';
 import type { LogRecord } from '../../../agent/pipeline/types.ts';
 import { silentLogger } from '../../../agent/telemetry/logger.ts';
+import { lifecycleSuite } from '../../helpers/lifecycle.ts';
 import { batch, entry, idOf, record, sink } from './fixtures.ts';
 
 const JAVA = entry(idOf(1), { settings: { ignore: false, multilineStart: /^\d{4}-\d\d-\d\d / } });
@@ -150,4 +151,25 @@ test('a later batch acked downstream first still waits for the earlier one', asy
   assert.deepEqual(acks, []);
   next.batches[0]!.ack();
   assert.deepEqual(acks, ['b1', 'b2']);
+});
+
+lifecycleSuite('multiline stage', async () => {
+  const next = sink();
+  const multiline = createMultilineStage({
+    next,
+    flushTimeoutMs: 10_000,
+    maxChars: 1_000_000,
+    logger: silentLogger(),
+    metrics: new Registry(),
+  });
+  return {
+    component: multiline,
+    async send() {
+      // The last record of each batch is held: only shutdown() can deliver it.
+      await multiline.consume(batch([enriched(JAVA, '2026-01-01 A'), enriched(JAVA, '\tat x')]));
+      await multiline.consume(batch([enriched(JAVA, '2026-01-01 B'), enriched(PLAIN, 'plain')]));
+      return 3;
+    },
+    received: () => next.records().length,
+  };
 });
