@@ -52,6 +52,11 @@ function onSignal(signal: NodeJS.Signals): void {
 }
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
+// `labelcast images | head` closes the pipe early: that ends the output, it is not a crash.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') void exit(0);
+  else throw err;
+});
 
 const program = createProgram(ctx, [registerRun]);
 program.hook('preAction', (_program, action) => {
