@@ -89,12 +89,28 @@ export function createEnrichStage(options: EnrichOptions): EnrichStage {
     }
   };
 
+  /** Records of excluded (the agent's own) or ignored containers go; counts what stays, with or without metadata. */
+  const filter = (records: LogRecord[]): LogRecord[] => {
+    const kept: LogRecord[] = [];
+    let ignoredCount = 0;
+    let selfCount = 0;
+    for (const record of records) {
+      if (excluded.has(record.containerId)) selfCount++;
+      else if (record.container?.settings.ignore === true) ignoredCount++;
+      else kept.push(record);
+    }
+    if (ignoredCount > 0) droppedIgnored.inc(ignoredCount);
+    if (selfCount > 0) droppedSelf.inc(selfCount);
+    return kept;
+  };
+
   const enrichBatch = async (batch: LogBatch): Promise<void> => {
     const records = batch.records;
     let unknown: Set<string> | undefined;
+    let dropSome = false;
     let lastId = '';
     let lastEntry: ContainerEntry | undefined;
-    // Batches are mostly one container: one store lookup per run of equal ids.
+    // Batches are mostly one container: one store lookup (and one drop decision) per run of equal ids.
     for (const record of records) {
       if (record.containerId !== lastId) {
         lastId = record.containerId;
@@ -103,6 +119,8 @@ export function createEnrichStage(options: EnrichOptions): EnrichStage {
           unknown ??= new Set();
           unknown.add(lastId);
         }
+        if (lastEntry?.settings.ignore === true || (excluded.size > 0 && excluded.has(lastId)))
+          dropSome = true;
       }
       record.container = lastEntry;
     }
@@ -111,37 +129,19 @@ export function createEnrichStage(options: EnrichOptions): EnrichStage {
       for (const record of records) if (record.container === undefined) waiting++;
       held.inc(waiting);
       await resolveUnknown(records, unknown);
+      // A container found now may be ignored; an excluded one may have been unknown.
+      dropSome = true;
     }
-    let kept = records;
+    const kept = dropSome ? filter(records) : records;
     let bare = 0;
-    let ignoredCount = 0;
-    let selfCount = 0;
-    for (let i = 0; i < records.length; i++) {
-      const record = records[i]!;
-      let drop = false;
-      if (excluded.has(record.containerId)) {
-        selfCount++;
-        drop = true;
-      } else if (record.container?.settings.ignore === true) {
-        ignoredCount++;
-        drop = true;
-      }
-      if (drop) {
-        if (kept === records) kept = records.slice(0, i);
-        continue;
-      }
-      if (record.container === undefined) bare++;
-      if (kept !== records) kept.push(record);
-    }
-    if (ignoredCount > 0) droppedIgnored.inc(ignoredCount);
-    if (selfCount > 0) droppedSelf.inc(selfCount);
+    if (unknown !== undefined) for (const record of kept) if (record.container === undefined) bare++;
     if (bare > 0) unenriched.inc(bare);
     if (kept.length > bare) enriched.inc(kept.length - bare);
     if (kept.length === 0) {
       batch.ack();
       return;
     }
-    await next.consume(kept === records ? batch : { records: kept, ack: batch.ack });
+    await next.consume(kept.length === records.length ? batch : { records: kept, ack: batch.ack });
   };
 
   return {

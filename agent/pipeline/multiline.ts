@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { StateError } from '../errors.ts';
+import type { ContainerEntry } from '../metadata/types.ts';
 import type { Ack, Component, Consumer, LogBatch, LogRecord } from './types.ts';
 
 export interface MultilineOptions {
@@ -100,7 +101,12 @@ export function createMultilineStage(options: MultilineOptions): Component & Con
   };
 
   const touchesMultiline = (records: readonly LogRecord[]): boolean => {
-    for (const record of records) if (record.container?.settings.multilineStart !== undefined) return true;
+    let last: ContainerEntry | undefined | null = null;
+    for (const record of records) {
+      if (record.container === last) continue;
+      last = record.container;
+      if (last?.settings.multilineStart !== undefined) return true;
+    }
     return false;
   };
 
