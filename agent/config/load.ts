@@ -41,8 +41,14 @@ export function envVarToPath(name: string): string[] | undefined {
   return segments.every((s) => s !== '') ? segments : undefined;
 }
 
-/** An env value is read as a YAML scalar or flow collection: `5000` is a number, `[a, b]` a list. */
-function parseEnvValue(raw: string): unknown {
+/**
+ * An env value is read as a YAML scalar or flow collection (`5000` is a number, `[a, b]` a list),
+ * except for keys that only take a string, so a tenant `007` or a token `true` stays as written.
+ */
+function parseEnvValue(raw: string, path: readonly string[]): unknown {
+  const schema = schemaAt(path);
+  const type = schema && unwrap(schema)._zod.def.type;
+  if (type === 'string' || type === 'enum') return raw;
   try {
     const value: unknown = parseYaml(raw);
     return value === null ? raw : value;
@@ -131,7 +137,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     if (value === undefined || value === '') continue;
     const path = envVarToPath(name);
     if (!path) continue;
-    setPath(raw, path, parseEnvValue(value));
+    setPath(raw, path, parseEnvValue(value, path));
     fromEnv.set(path.join('.'), name);
   }
   const result = configSchema.safeParse(raw);
@@ -200,10 +206,12 @@ function expectation(issue: z.core.$ZodIssue | undefined): string {
     case 'too_big': {
       const bound = issue.code === 'too_small' ? issue.minimum : issue.maximum;
       const op = issue.code === 'too_small' ? (issue.inclusive ? '>=' : '>') : issue.inclusive ? '<=' : '<';
-      const what = issue.origin === 'number' || issue.origin === 'int' || issue.origin === 'bigint';
-      return what
-        ? `expected a number ${op} ${String(bound)}`
-        : `expected ${issue.origin} length ${op} ${String(bound)}`;
+      const n = Number(bound);
+      const least = issue.code === 'too_small' ? 'at least' : 'at most';
+      if (issue.origin === 'array' || issue.origin === 'set')
+        return `expected ${least} ${n} item${n === 1 ? '' : 's'}`;
+      if (issue.origin === 'string') return `expected ${least} ${n} character${n === 1 ? '' : 's'}`;
+      return `expected a number ${op} ${String(bound)}`;
     }
     case 'invalid_union': {
       const kinds = issue.errors.flatMap((branch) =>
@@ -225,8 +233,8 @@ function article(type: string): string {
   return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`;
 }
 
-/** The keys a strict object accepts at a config path, found by walking the schema. */
-export function allowedKeys(path: Path): string[] {
+/** The schema that validates the value at a config path, or undefined when the path is not a key. */
+function schemaAt(path: Path): z.core.$ZodType | undefined {
   let schema: z.core.$ZodType | undefined = configSchema;
   let rest = path;
   const [section, id] = path;
@@ -238,6 +246,12 @@ export function allowedKeys(path: Path): string[] {
     rest = path.slice(2);
   }
   for (const key of rest) schema = schema && childSchema(schema, key);
+  return schema;
+}
+
+/** The keys a strict object accepts at a config path, found by walking the schema. */
+export function allowedKeys(path: Path): string[] {
+  const schema = schemaAt(path);
   const def = schema && unwrap(schema)._zod.def;
   if (def?.type === 'object') return Object.keys((def as z.core.$ZodObjectDef).shape);
   if (def?.type === 'record') {

@@ -244,3 +244,28 @@ describe('empty keys', () => {
     assert.deepEqual(Object.keys(config.receivers), ['json_file']);
   });
 });
+
+describe('environment values', () => {
+  test('keys that take a string get the text as written, other keys get YAML-typed values', () => {
+    const config = loadConfig({
+      env: {
+        LABELCAST_STATE_DIR: '007',
+        LABELCAST_METADATA__MAX_IMAGES: '0x10',
+        LABELCAST_METADATA__TOMBSTONE_GRACE: '90000',
+      },
+    });
+    assert.equal(config.state_dir, '007');
+    assert.equal(config.metadata.max_images, 16);
+    assert.equal(config.metadata.tombstone_grace, 90_000);
+  });
+
+  test('an empty list where one entry is required says so', () => {
+    const file = yamlFile(
+      'pipelines:\n  logs:\n    receivers: []\n    exporters: [stdout]\nexporters:\n  stdout:\n',
+    );
+    assert.deepEqual(
+      errorLines(() => loadConfig({ file, env: {} })),
+      [`Invalid config ${file}: pipelines.logs.receivers: got [], expected at least 1 item`],
+    );
+  });
+});
