@@ -10,6 +10,7 @@ import { constants } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { Writable } from 'node:stream';
 import type Docker from 'dockerode';
 import type { Config } from './config/schema.ts';
 import { connectDocker, resolveDockerTarget } from './docker/client.ts';
@@ -51,6 +52,8 @@ export interface AgentDeps {
    * (json_file, or docker_logs when the engine's files are not readable here, → stdout).
    */
   readonly defaults?: boolean;
+  /** Where `stdout` exporters write; process.stdout unless embedded (tests). */
+  readonly stdout?: Writable;
 }
 
 /** A running labelcast: start() returns once every receiver runs; shutdown() drains and flushes. */
@@ -63,7 +66,7 @@ export interface Agent extends Component {
 }
 
 type ReceiverFactory = (config: never, deps: ReceiverDeps) => Receiver;
-type ExporterFactory = (id: string, config: never, deps: ExporterDeps) => LogExporter;
+type ExporterFactory = (id: string, config: never, deps: ExporterDeps, agent: AgentDeps) => LogExporter;
 
 /** Log receivers by type (the part of a component id before `/`). */
 const RECEIVERS: Readonly<Record<string, ReceiverFactory>> = {
@@ -73,7 +76,7 @@ const RECEIVERS: Readonly<Record<string, ReceiverFactory>> = {
 };
 
 const EXPORTERS: Readonly<Record<string, ExporterFactory>> = {
-  stdout: createStdoutExporter,
+  stdout: (id, config, deps, agent) => createStdoutExporter(id, config, deps, agent.stdout),
   loki: createLokiExporter,
 };
 
@@ -239,7 +242,7 @@ export async function createAgent(input: Config, deps: AgentDeps): Promise<Agent
     checkpoints = await openCheckpointStore(join(stateDir, 'checkpoints'), logger);
     for (const id of logs.exporters) {
       const factory = EXPORTERS[typeOf(id)]!;
-      exporters.push(factory(id, config.exporters[id] as never, { logger, metrics, stateDir }));
+      exporters.push(factory(id, config.exporters[id] as never, { logger, metrics, stateDir }, deps));
     }
     const multiline = createMultilineStage({
       next: createFanout(exporters),

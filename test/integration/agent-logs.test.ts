@@ -8,8 +8,14 @@ import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
+import { Registry } from 'prom-client';
+import { createAgent } from '../../agent/agent.ts';
+import { loadConfig } from '../../agent/config/load.ts';
+import { silentLogger } from '../../agent/telemetry/logger.ts';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
+import { lifecycleSuite } from '../helpers/lifecycle.ts';
 
 const NODE = join(process.cwd(), 'node_modules/.bin/node');
 const MAIN = join(process.cwd(), 'agent/main.ts');
@@ -72,13 +78,13 @@ pipelines:
 
 async function waitFor<T>(
   what: string,
-  check: () => T | undefined | false,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
   ms = 20_000,
   agent?: AgentProcess,
 ): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
-    const value = check();
+    const value = await check();
     if (value) return value;
     if (Date.now() > deadline) {
       const log = agent ? `\nagent stderr:\n${agent.stderr().slice(-4000)}` : '';
@@ -348,4 +354,42 @@ test('an unreachable Docker engine at startup is a one-line error and exit code 
   assert.deepEqual(errors, [
     `Cannot connect to Docker at unix://${join(root, 'no-such.sock')}: no such socket (is dockerd running? set DOCKER_HOST or docker.host to the engine's socket)`,
   ]);
+});
+
+lifecycleSuite('agent (json_file → enrich → stdout, in process)', async () => {
+  const stateDir = await mkdtemp(join(root, 'state-'));
+  let text = '';
+  const stdout = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      text += chunk.toString();
+      cb();
+    },
+  });
+  const config = loadConfig({ file: await writeConfig(stateDir), env: {} });
+  const agent = await createAgent(config, {
+    logger: silentLogger(),
+    metrics: new Registry(),
+    env: { DOCKER_HOST: engine.host },
+    stdout,
+  });
+  let id = '';
+  return {
+    component: agent,
+    async send() {
+      // The container has written everything before shutdown() begins: shutdown must still deliver it.
+      id = await run(TEST_IMAGES.app, 'sh', '-c', 'seq 1 2000 | sed s/^/lifecycle-/; sleep 2');
+      await waitFor(
+        'the container to write',
+        async () => (await engineLog(id).catch(() => [])).length === 2000,
+      );
+      return 2000;
+    },
+    received: () =>
+      text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as OutLine)
+        .filter((l) => l.resource['container.id'] === id && l.resource['support.contact'] !== undefined)
+        .length,
+  };
 });
