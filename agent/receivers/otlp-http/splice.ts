@@ -62,6 +62,17 @@ export interface SpliceResult {
   /** Resource blocks that got a container's attributes, and those forwarded unchanged. */
   readonly matched: number;
   readonly unmatched: number;
+  /** Spans, log records or metrics in the request (entries of each scope's list, field 2). */
+  readonly items: number;
+}
+
+/** Counts the entries (field 2) of one ScopeSpans / ScopeLogs / ScopeMetrics without decoding them. */
+function countItems(body: Buffer, start: number, end: number): number {
+  let n = 0;
+  forEachField(body, start, end, (f) => {
+    if (f.field === 2) n++;
+  });
+  return n;
 }
 
 /**
@@ -73,6 +84,7 @@ export function spliceProtobuf(body: Buffer, associate: Associate): SpliceResult
   const out: Buffer[] = [];
   let matched = 0;
   let unmatched = 0;
+  let items = 0;
   forEachField(body, 0, body.length, (top) => {
     if (top.field !== 1 || top.wireType !== WIRE_LEN) {
       out.push(body.subarray(top.start, top.end));
@@ -82,7 +94,10 @@ export function spliceProtobuf(body: Buffer, associate: Associate): SpliceResult
     const rest: Buffer[] = [];
     forEachField(body, top.valueStart, top.end, (f) => {
       if (f.field === 1 && f.wireType === WIRE_LEN) resourceRanges.push([f.valueStart, f.end]);
-      else rest.push(body.subarray(f.start, f.end));
+      else {
+        if (f.field === 2 && f.wireType === WIRE_LEN) items += countItems(body, f.valueStart, f.end);
+        rest.push(body.subarray(f.start, f.end));
+      }
     });
     const attributes = new Map<string, string | undefined>();
     for (const [start, end] of resourceRanges) {
@@ -117,7 +132,8 @@ export function spliceProtobuf(body: Buffer, associate: Associate): SpliceResult
     const inner = [...lenField(1, resource), ...rest];
     out.push(...lenField(1, inner));
   });
-  return { body: Buffer.concat(out), matched, unmatched };
+  // Nothing matched: the request goes on as it came, without a copy.
+  return { body: matched === 0 ? body : Buffer.concat(out), matched, unmatched, items };
 }
 
 /** OTLP/JSON attribute form of a container's attributes, built once per container version. */
