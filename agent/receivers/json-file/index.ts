@@ -18,10 +18,16 @@ export interface JsonFileReceiver extends Receiver {
 const KEY_PREFIX = 'json_file/';
 /** One read is one batch: large enough to amortise a batch, small enough to keep memory flat. */
 const CHUNK_BYTES = 256 * 1024;
-/** How long shutdown waits for a tailer whose batch the pipeline has not taken yet. */
+/** How long shutdown reads on, and then waits for a tailer whose batch the pipeline has not taken. */
 const SHUTDOWN_WAIT_MS = 5000;
 /** How often a destroyed container's checkpoint is checked for removal. */
 const FORGET_POLL_MS = 10_000;
+
+async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms).unref()))]);
+  clearTimeout(timer);
+}
 
 /** The checkpoint key of a container. */
 export const checkpointKey = (containerId: string): string => `${KEY_PREFIX}${containerId}`;
@@ -36,6 +42,10 @@ export function rerootLogPath(logPath: string, dockerRoot: string): string {
   const at = logPath.lastIndexOf('/containers/');
   return at < 0 ? logPath : `${root}${logPath.slice(at)}`;
 }
+
+/** The engine reports `0001-01-01T00:00:00Z` as the start time of a container that never started. */
+const hasRun = (entry: ContainerEntry): boolean =>
+  entry.startedAt !== '' && !entry.startedAt.startsWith('0001-');
 
 function metric<T>(registry: Registry, name: string, make: () => T): T {
   return (registry.getSingleMetric(name) as T | undefined) ?? make();
@@ -156,9 +166,17 @@ export function createJsonFileReceiver(config: JsonFileConfig, deps: ReceiverDep
       case 'start':
         follow(entry, false);
         break;
+      case 'create':
+        // The store saw it first after it had already run and exited (a short-lived container): read
+        // what it wrote.
+        if (!entry.running && hasRun(entry)) {
+          follow(entry, false);
+          void tailers.get(entry.id)?.drain(true);
+        }
+        break;
       case 'die':
         // Read to the end, then hold the position in memory (and on disk) until the next start.
-        void tailers.get(entry.id)?.drain();
+        void tailers.get(entry.id)?.drain(true);
         break;
       case 'destroy': {
         const tailer = tailers.get(entry.id);
@@ -166,7 +184,7 @@ export function createJsonFileReceiver(config: JsonFileConfig, deps: ReceiverDep
           forgetLater(entry);
           break;
         }
-        void tailer.drain().then(() => {
+        void tailer.drain(true).then(() => {
           if (tailers.get(entry.id) !== tailer || tailer.running) return;
           tailers.delete(entry.id);
           active.set(tailers.size);
@@ -207,10 +225,10 @@ export function createJsonFileReceiver(config: JsonFileConfig, deps: ReceiverDep
       unsubscribe?.();
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
-      const stopping = Promise.all([...tailers.values()].map((t) => t.stop()));
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([stopping, new Promise((r) => (timer = setTimeout(r, SHUTDOWN_WAIT_MS).unref()))]);
-      clearTimeout(timer);
+      // Read what is on disk now (bounded: a large backlog is resumed from the checkpoint next time).
+      const all = [...tailers.values()];
+      await withTimeout(Promise.all(all.map((t) => t.drain(false))), SHUTDOWN_WAIT_MS);
+      await withTimeout(Promise.all(all.map((t) => t.stop())), SHUTDOWN_WAIT_MS);
       tailers.clear();
       active.set(0);
     },

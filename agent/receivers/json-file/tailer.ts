@@ -51,6 +51,8 @@ const POLL_MS = 1000;
 const SETTLE_MS = 500;
 
 interface Partial {
+  /** Where its first line starts in the chunk being parsed; -1 when that was an earlier chunk. */
+  openedAt: number;
   parts: string[];
   bytes: number;
   truncated: boolean;
@@ -75,13 +77,16 @@ export class Tailer {
   private lastTime = -1n;
   /** Records at or before this time are dropped (resuming by time after the file was compressed). */
   private skipUntil: bigint | undefined;
-  private pending: Partial | undefined;
+  /** Records being joined from partials, one per stream: the engine interleaves stdout and stderr lines. */
+  private pendingOut: Partial | undefined;
+  private pendingErr: Partial | undefined;
   private buf: Buffer;
   private readonly fields: LineFields = newLineFields();
   private loop: Promise<void> | undefined;
   private stopped = false;
   /** Read to the end, then stop (the container died or was removed). */
   private draining = false;
+  private settle = false;
   private wake: (() => void) | undefined;
   private watcher: FSWatcher | undefined;
 
@@ -112,9 +117,13 @@ export class Tailer {
       });
   }
 
-  /** Reads what the engine has written, then stops; `resume` continues from the same position. */
-  drain(): Promise<void> {
+  /**
+   * Reads what the engine has written, then stops; `resume` continues from the same position. With
+   * `settle`, it looks once more after a pause, for lines the engine flushes after a container's exit.
+   */
+  drain(settle: boolean): Promise<void> {
     this.draining = true;
+    this.settle = settle;
     this.wake?.();
     return this.loop ?? Promise.resolve();
   }
@@ -136,7 +145,7 @@ export class Tailer {
       if (this.stopped) break;
       if (await this.advance()) continue;
       if (this.draining) {
-        if (settled) break;
+        if (settled || !this.settle) break;
         settled = true;
         await this.sleep(SETTLE_MS);
         continue;
@@ -149,7 +158,8 @@ export class Tailer {
   private async openInitial(): Promise<boolean> {
     const start = this.position ?? this.opts.start;
     // Resuming re-reads an open partial from its first line.
-    this.pending = undefined;
+    this.pendingOut = undefined;
+    this.pendingErr = undefined;
     const files = await listLogFiles(this.opts.logPath);
     if (files.length === 0) return false;
     const current = files[files.length - 1] as LogFile;
@@ -236,10 +246,10 @@ export class Tailer {
     const containerId = this.opts.containerId;
     const container = this.entry;
     const cap = this.opts.maxLineBytes;
+    if (this.pendingOut) this.pendingOut.openedAt = -1;
+    if (this.pendingErr) this.pendingErr.openedAt = -1;
     let lines = 0;
     let from = 0;
-    // Byte offsets are needed only where a restart may resume: after the chunk, unless a partial is open.
-    let openPartialAt = -1;
     while (from < text.length) {
       const nl = text.indexOf('\n', from);
       const line = text.slice(from, nl);
@@ -257,24 +267,25 @@ export class Tailer {
       }
       this.lastTime = time;
       const log = fields.log;
+      const stream = fields.stream;
       const complete = log.charCodeAt(log.length - 1) === 10;
-      let pending = this.pending;
+      let pending = stream === 'stdout' ? this.pendingOut : this.pendingErr;
       if (!complete || pending) {
         if (!pending) {
-          openPartialAt = lineStart;
           pending = {
+            openedAt: lineStart,
             parts: [],
             bytes: 0,
             truncated: false,
             timeUnixNano: time,
-            stream: fields.stream,
+            stream,
             attrs: fields.attrs,
           };
-          this.pending = pending;
+          if (stream === 'stdout') this.pendingOut = pending;
+          else this.pendingErr = pending;
         }
         const piece = complete ? log.slice(0, -1) : log;
         if (!pending.truncated) {
-          // Bytes are counted as UTF-16 units times at most 3; exact only where the cap is reached.
           const size = Buffer.byteLength(piece);
           if (pending.bytes + size > cap) {
             pending.parts.push(truncateUtf8(piece, cap - pending.bytes));
@@ -286,8 +297,8 @@ export class Tailer {
           }
         }
         if (!complete) continue;
-        this.pending = undefined;
-        openPartialAt = -1;
+        if (stream === 'stdout') this.pendingOut = undefined;
+        else this.pendingErr = undefined;
         if (pending.truncated) this.opts.metrics.truncated.inc();
         if (this.skipUntil !== undefined && pending.timeUnixNano <= this.skipUntil) continue;
         this.skipUntil = undefined;
@@ -296,15 +307,7 @@ export class Tailer {
           ? { ...pending.attrs, [TRUNCATED_ATTRIBUTE]: 'true' }
           : pending.attrs;
         records.push(
-          makeRecord(
-            pending.timeUnixNano,
-            observed,
-            body,
-            pending.stream,
-            attributes,
-            containerId,
-            container,
-          ),
+          makeRecord(pending.timeUnixNano, observed, body, stream, attributes, containerId, container),
         );
         continue;
       }
@@ -313,16 +316,20 @@ export class Tailer {
         this.skipUntil = undefined;
       }
       records.push(
-        makeRecord(time, observed, log.slice(0, -1), fields.stream, fields.attrs, containerId, container),
+        makeRecord(time, observed, log.slice(0, -1), stream, fields.attrs, containerId, container),
       );
     }
     this.opts.metrics.lines.inc(lines);
-    if (!this.pending) {
+    const out = this.pendingOut;
+    const err = this.pendingErr;
+    if (!out && !err) {
       this.position = { ino, offset: base + Buffer.byteLength(text), time: this.lastTime.toString() };
-    } else if (openPartialAt > 0) {
-      // The open partial's first line is where a restart must begin.
-      const offset = base + Buffer.byteLength(text.slice(0, openPartialAt));
-      this.position = { ino, offset, time: this.timeBefore(text, openPartialAt) };
+    } else if ((out?.openedAt ?? Infinity) > 0 && (err?.openedAt ?? Infinity) > 0) {
+      // Every open partial began in this chunk: a restart must begin at the first of them. (An open
+      // partial from an earlier chunk, or one opened at this chunk's start, keeps the position as is.)
+      const at = Math.min(out?.openedAt ?? Infinity, err?.openedAt ?? Infinity);
+      const offset = base + Buffer.byteLength(text.slice(0, at));
+      this.position = { ino, offset, time: this.timeBefore(text, at) };
     }
     return records;
   }
@@ -372,7 +379,7 @@ export class Tailer {
     if (!next) return false;
     this.opts.metrics.rotations.inc();
     // A record still open across the rotation keeps its start in the previous file as the position.
-    if (!this.pending) this.position = undefined;
+    if (!this.pendingOut && !this.pendingErr) this.position = undefined;
     await this.openAt(next, 0);
     return true;
   }
