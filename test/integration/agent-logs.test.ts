@@ -293,13 +293,22 @@ test('a dockerd restart mid-stream loses no line and repeats none', async (t) =>
   const stateDir = await mkdtemp(join(root, 'state-'));
   const agent = await startAgent(stateDir);
   t.after(() => agent.kill());
-  const id = await run('--restart', 'always', TEST_IMAGES.base, 'sh', '-c', STREAM);
+  // Each start of the container is one numbered run; --stop-timeout 1 cuts the first run short.
+  const script = `echo >> /runs; r=$(wc -l < /runs); ${STREAM.replace('s/^/line-/', 's/^/run-$r-line-/')}`;
+  const id = await run('--restart', 'always', '--stop-timeout', '1', TEST_IMAGES.base, 'sh', '-c', script);
   await waitFor('the stream to be under way', () => agent.of(id).length >= 1500, undefined, agent);
   await engine.restart();
   // The container comes back (restart policy) and streams again into the same log file.
-  await waitFor('the second run to finish', () => agent.of(id).at(-1)?.body === 'line-6000', 60_000, agent);
+  await waitFor(
+    'the second run to finish',
+    () => agent.of(id).at(-1)?.body === 'run-2-line-6000',
+    60_000,
+    agent,
+  );
   assert.equal(await agent.stop(), 0);
   const truth = await engineLog(id);
+  const firstRun = truth.filter((line) => line.includes(' run-1-')).length;
+  assert.ok(firstRun > 0 && firstRun < 6000, `the restart cut the first run short (${firstRun} lines)`);
   assert.equal(assertNoLoss(truth, agent.of(id), []), 0);
   await engine.docker('rm', '-f', id);
 });
