@@ -5,7 +5,7 @@ import { createLogStreamParser, formatDockerTimestamp, type LogStreamItem } from
 import { createOrderedAcks } from '../../pipeline/checkpoints.ts';
 import type { Consumer, LogBatch, LogRecord, LogStream } from '../../pipeline/types.ts';
 import { advance, comparePositions, createOverlapFilter, type Position } from './position.ts';
-import { makeRecord, nowUnixNano } from './record.ts';
+import { makeRecord, nowUnixNano, TRUNCATED_ATTRIBUTE } from './record.ts';
 
 export interface FollowerMetrics {
   readonly records: Counter<'stream'>;
@@ -32,7 +32,7 @@ export interface FollowerOptions {
 }
 
 export interface Follower {
-  /** The container (re)started or changed: reconnect now instead of waiting out a backoff. */
+  /** The container (re)started: read its log at least once more, now, even if it has already exited. */
   wake(): void;
   /** Closes the stream and ends the loop. Batches already handed on still commit when acked. */
   stop(): Promise<void>;
@@ -67,6 +67,8 @@ export function startFollower(options: FollowerOptions): Follower {
   let current: AbortController | undefined;
   let wakeUp: (() => void) | undefined;
   let warned = false;
+  /** A start was seen and not yet followed by a read: a container may exit before we look at it. */
+  let startPending = true;
 
   const sleep = (ms: number): Promise<void> =>
     new Promise((resolve) => {
@@ -122,7 +124,7 @@ export function startFollower(options: FollowerOptions): Follower {
     const join = (p: Partial): { body: string; attributes: Record<string, string> | undefined } => {
       const body = Buffer.concat(p.parts).toString('utf8');
       if (p.truncated) metrics.truncated.inc();
-      return { body, attributes: p.truncated ? { 'labelcast.truncated': 'true' } : undefined };
+      return { body, attributes: p.truncated ? { [TRUNCATED_ATTRIBUTE]: 'true' } : undefined };
     };
 
     const append = (p: Partial, content: Buffer): void => {
@@ -170,7 +172,7 @@ export function startFollower(options: FollowerOptions): Follower {
           metrics.truncated.inc();
           const body = item.content.toString('utf8', 0, maxLineBytes);
           records.push(
-            makeRecord(id, item.timeUnixNano, observed, body, item.stream, { 'labelcast.truncated': 'true' }),
+            makeRecord(id, item.timeUnixNano, observed, body, item.stream, { [TRUNCATED_ATTRIBUTE]: 'true' }),
           );
         } else {
           records.push(
@@ -239,20 +241,25 @@ export function startFollower(options: FollowerOptions): Follower {
 
   const loop = async (): Promise<void> => {
     let failures = 0;
+    /** Parking needs a read that ended cleanly: after a failed one, the end of the log is still unread. */
+    let lastClean = false;
     while (!stopped) {
-      if (!options.isRunning()) {
+      if (!startPending && lastClean && !options.isRunning()) {
         // Parked until the store reports a start (wake); the long sleep is only a safety net.
         await sleep(60_000);
         continue;
       }
+      startPending = false;
       const { clean, progressed } = await readOnce();
+      lastClean = clean;
       if (stopped) break;
       if (progressed) {
         failures = 0;
         if (warned) options.logger.info({ containerId: id }, 'The container log stream recovered');
         warned = false;
       }
-      if (clean && !options.isRunning()) continue;
+      // A clean end means the container stopped: park, or read again at once if it already restarted.
+      if (clean && (startPending || !options.isRunning())) continue;
       failures++;
       const ceiling = Math.min(BACKOFF_MIN_MS * 2 ** (failures - 1), BACKOFF_MAX_MS);
       await sleep(ceiling / 2 + Math.random() * (ceiling / 2));
@@ -262,6 +269,7 @@ export function startFollower(options: FollowerOptions): Follower {
   const done = loop();
   return {
     wake() {
+      startPending = true;
       wakeUp?.();
     },
     async stop() {

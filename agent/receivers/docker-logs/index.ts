@@ -61,6 +61,8 @@ export function createDockerLogsReceiver(config: DockerLogsConfig, deps: Receive
   const metrics = followerMetrics(deps.metrics);
   const followers = new Map<string, Follower>();
   const forgotten = new Set<string>();
+  /** The StartedAt of the last run seen per container. */
+  const runs = new Map<string, string>();
   let unsubscribe: (() => void) | undefined;
   /** `start_at: end`: lines stamped before the receiver started are skipped for containers with no checkpoint. */
   let floor: Position | undefined;
@@ -97,6 +99,7 @@ export function createDockerLogsReceiver(config: DockerLogsConfig, deps: Receive
 
   const forget = (id: string): void => {
     forgotten.add(id);
+    runs.delete(id);
     checkpoints.delete(`${KEY_PREFIX}${id}`);
     const follower = followers.get(id);
     followers.delete(id);
@@ -127,11 +130,26 @@ export function createDockerLogsReceiver(config: DockerLogsConfig, deps: Receive
       if (closed || unsubscribe) return;
       if (config.start_at === 'end') floor = { timeUnixNano: nowUnixNano(), lines: 0 };
       unsubscribe = store.subscribe((change) => {
-        if (change.type === 'destroy') forget(change.entry.id);
-        else if (change.entry.running) follow(change.entry);
-        else followers.get(change.entry.id)?.wake();
+        const { entry } = change;
+        if (change.type === 'destroy') {
+          forget(entry.id);
+          return;
+        }
+        // A container that exits before the store's inspect never looks running: a new StartedAt
+        // is the start that must still be read.
+        const newRun =
+          entry.startedAt !== '' &&
+          !entry.startedAt.startsWith('0001-') &&
+          runs.get(entry.id) !== entry.startedAt;
+        if (change.type === 'start' || newRun || (entry.running && !followers.has(entry.id))) {
+          runs.set(entry.id, entry.startedAt);
+          follow(entry);
+        }
       });
-      for (const entry of store.running()) follow(entry);
+      for (const entry of store.running()) {
+        runs.set(entry.id, entry.startedAt);
+        follow(entry);
+      }
       void pruneCheckpoints();
       logger.info({ containers: followers.size, startAt: config.start_at }, 'docker_logs receiver started');
     },
