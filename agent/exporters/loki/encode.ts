@@ -1,8 +1,8 @@
 import { gzipSync } from 'node:zlib';
-import snappy from 'snappyjs';
 import type { Payload } from '../../pipeline/delivery/types.ts';
 import type { LogRecord } from '../../pipeline/types.ts';
 import { type LabelPolicy, type LokiStream, type Pair, quoteLabelValue, utf8Prefix } from './labels.ts';
+import { snappyCompress } from './snappy.ts';
 import { encodeLabelPairs, lenTag, varintSize, writeVarint } from './wire.ts';
 
 /** Structured-metadata entry added to a line that was cut to `max_line_size`. */
@@ -38,15 +38,21 @@ function recordMetadata(record: LogRecord, policy: LabelPolicy, truncated: boole
   return pairs;
 }
 
-/** Whether a record carries only `log_iostream`, whose encoded forms are constants. */
-function onlyStream(record: LogRecord, truncated: boolean): boolean {
-  return (
-    record.severityText === undefined &&
-    record.attributes === undefined &&
-    !truncated &&
-    record.container !== undefined
-  );
+/** Record metadata in both encodings: `proto` (field-3 entries) and `json` (`"k":"v",…`). */
+interface EncodedMetadata {
+  readonly proto: Buffer;
+  readonly json: string;
 }
+
+function encodeMetadata(pairs: readonly Pair[]): EncodedMetadata {
+  return {
+    proto: encodeLabelPairs(3, pairs),
+    json: pairs.map(([name, value]) => `${JSON.stringify(name)}:${quoteLabelValue(value)}`).join(','),
+  };
+}
+
+/** Distinct (stream, severity[, unenriched container]) forms kept pre-encoded; beyond this the memo restarts. */
+const MAX_COMMON_FORMS = 64;
 
 /** Groups record indexes by stream key, keeping arrival order within each stream. */
 function group(
@@ -66,11 +72,29 @@ function group(
 /** Builds the encoder of one exporter. Per-container parts come pre-encoded from the label policy. */
 export function createLokiEncoder(options: LokiEncoderOptions): LokiEncoder {
   const { policy, maxLineSize } = options;
-  const streamMeta = {
-    stdout: encodeLabelPairs(3, [['log_iostream', 'stdout']]),
-    stderr: encodeLabelPairs(3, [['log_iostream', 'stderr']]),
+  const common = new Map<string, EncodedMetadata>();
+  /** The uncompressed PushRequest is built here; it grows to the largest batch and is reused. */
+  let scratch = Buffer.allocUnsafe(0);
+
+  /**
+   * The record's own metadata, encoded. Most records carry only their stream and severity (and, when
+   * unenriched, their container id): those forms are encoded once and reused. Records with attributes
+   * or a cut line are encoded each.
+   */
+  const ownMetadata = (record: LogRecord, truncated: boolean): EncodedMetadata => {
+    if (record.attributes !== undefined || truncated) {
+      return encodeMetadata(recordMetadata(record, policy, truncated));
+    }
+    let key = record.severityText === undefined ? record.stream : `${record.stream}\0${record.severityText}`;
+    if (record.container === undefined) key = `${key}\0${record.containerId}`;
+    let form = common.get(key);
+    if (form === undefined) {
+      form = encodeMetadata(recordMetadata(record, policy, false));
+      if (common.size >= MAX_COMMON_FORMS) common.clear();
+      common.set(key, form);
+    }
+    return form;
   };
-  const streamJson = { stdout: ',"log_iostream":"stdout"', stderr: ',"log_iostream":"stderr"' };
 
   /** The line as sent, and whether it was cut. Only lines that might be too long pay for byteLength. */
   const line = (body: string): [string, boolean] => {
@@ -101,9 +125,7 @@ export function createLokiEncoder(options: LokiEncoderOptions): LokiEncoder {
         const record = records[i] as LogRecord;
         const [text, truncated] = line(record.body);
         if (truncated) truncatedCount++;
-        const meta = onlyStream(record, truncated)
-          ? streamMeta[record.stream]
-          : encodeLabelPairs(3, recordMetadata(record, policy, truncated));
+        const meta = ownMetadata(record, truncated).proto;
         const s = Number(record.timeUnixNano / NS_PER_S);
         const ns = Number(record.timeUnixNano % NS_PER_S);
         const tsLen = (s === 0 ? 0 : 1 + varintSize(s)) + (ns === 0 ? 0 : 1 + varintSize(ns));
@@ -122,7 +144,9 @@ export function createLokiEncoder(options: LokiEncoderOptions): LokiEncoder {
       total += 1 + varintSize(streamLen) + streamLen;
     }
 
-    const buf = Buffer.allocUnsafe(total);
+    if (scratch.length < total) scratch = Buffer.allocUnsafe(Math.max(total, scratch.length * 2));
+    const buf = scratch;
+    const repeats: number[] = [];
     let pos = 0;
     let g = 0;
     for (const { stream, idx } of groups.values()) {
@@ -130,6 +154,8 @@ export function createLokiEncoder(options: LokiEncoderOptions): LokiEncoder {
       buf[pos++] = lenTag(1); // PushRequest.streams
       pos = writeVarint(buf, pos, streamLen);
       pos += stream.labelsProto.copy(buf, pos);
+      let prevMeta = -1;
+      let prevOwn: Buffer | undefined;
       for (const i of idx) {
         buf[pos++] = lenTag(2); // StreamAdapter.entries
         pos = writeVarint(buf, pos, entryLens[i] as number);
@@ -148,12 +174,19 @@ export function createLokiEncoder(options: LokiEncoderOptions): LokiEncoder {
         buf[pos++] = lenTag(2); // EntryAdapter.line
         pos = writeVarint(buf, pos, lineLens[i] as number);
         pos += buf.write(lines[i] as string, pos, 'utf8');
+        // The container's metadata (and usually the record's own) repeats the previous entry's bytes.
+        const own = metas[i] as Buffer;
+        const repeat = stream.metadataProto.length + (own === prevOwn ? own.length : 0);
+        if (prevMeta >= 0 && repeat > 0) repeats.push(pos, repeat, pos - prevMeta);
+        prevMeta = pos;
+        prevOwn = own;
         pos += stream.metadataProto.copy(buf, pos);
-        pos += (metas[i] as Buffer).copy(buf, pos);
+        pos += own.copy(buf, pos);
       }
     }
     if (truncatedCount > 0) options.onTruncated?.(truncatedCount);
-    return { body: snappy.compress(buf), headers: protobufHeaders, route: 'logs', records: n };
+    const body = snappyCompress(buf.subarray(0, pos), { data: repeats, count: repeats.length / 3 });
+    return { body, headers: protobufHeaders, route: 'logs', records: n };
   };
 
   const encodeJson = (records: readonly LogRecord[]): Payload => {
@@ -167,18 +200,8 @@ export function createLokiEncoder(options: LokiEncoderOptions): LokiEncoder {
         const record = records[idx[k] as number] as LogRecord;
         const [text, truncated] = line(record.body);
         if (truncated) truncatedCount++;
-        let meta: string;
-        if (onlyStream(record, truncated)) {
-          meta =
-            stream.metadataJson === ''
-              ? streamJson[record.stream].slice(1)
-              : stream.metadataJson + streamJson[record.stream];
-        } else {
-          const own = recordMetadata(record, policy, truncated)
-            .map(([name, value]) => `${JSON.stringify(name)}:${quoteLabelValue(value)}`)
-            .join(',');
-          meta = stream.metadataJson === '' ? own : `${stream.metadataJson},${own}`;
-        }
+        const own = ownMetadata(record, truncated).json;
+        const meta = stream.metadataJson === '' ? own : `${stream.metadataJson},${own}`;
         parts.push(
           `${k === 0 ? '' : ','}["${record.timeUnixNano}",${JSON.stringify(text.toWellFormed())},{${meta}}]`,
         );

@@ -1,0 +1,308 @@
+/**
+ * Loki export benchmark: a 1,000,000-line json-file log (about 170 B per line: access-log, JSON and
+ * error lines) → json_file receiver → enrich → loki (protobuf + snappy) → a blackhole HTTP sink in a
+ * separate process that only counts bytes. The same run with enrichment off is the baseline.
+ *
+ *   npm run bench:export              (the Loki section; or: node test/bench/export-loki.ts [--lines N])
+ *
+ * Each mode runs in its own agent process so CPU time and peak RSS are that pipeline's alone.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Registry } from 'prom-client';
+import { lokiExporterConfigSchema } from '../../agent/exporters/loki/config.ts';
+import { createLokiExporter } from '../../agent/exporters/loki/index.ts';
+import { mappingConfigSchema } from '../../agent/metadata/config.ts';
+import { createMapper } from '../../agent/metadata/mapping.ts';
+import type { ContainerEntry, MetadataStore } from '../../agent/metadata/types.ts';
+import { openCheckpointStore } from '../../agent/pipeline/checkpoints.ts';
+import { createEnrichStage } from '../../agent/pipeline/enrich.ts';
+import type { Component, Consumer, LogBatch } from '../../agent/pipeline/types.ts';
+import { jsonFileConfigSchema } from '../../agent/receivers/json-file/config.ts';
+import { createJsonFileReceiver } from '../../agent/receivers/json-file/index.ts';
+import { silentLogger } from '../../agent/telemetry/logger.ts';
+
+const SELF = fileURLToPath(import.meta.url);
+const NODE = process.execPath;
+const CONTAINER_ID = '7e57be4c4f1c2b3a'.repeat(4);
+
+/** The labels of a typical service image plus run-time labels, as the store would have them. */
+const LABELS: Record<string, string> = {
+  'org.opencontainers.image.revision': '3f2a9c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39',
+  'org.opencontainers.image.source': 'git@github.com:acme/api.git',
+  'org.opencontainers.image.version': '2.3.1',
+  'org.opencontainers.image.title': 'api',
+  'org.opencontainers.image.authors': 'platform@example.com',
+  'io.labelcast.contact': 'oncall-api@example.com',
+  'io.labelcast.team': 'payments',
+  'com.docker.compose.project': 'shop',
+  'com.docker.compose.service': 'api',
+};
+
+function benchEntry(logPath: string): ContainerEntry {
+  const mapper = createMapper(mappingConfigSchema.parse({}));
+  const input = {
+    id: CONTAINER_ID,
+    name: 'shop-api-1',
+    imageRef: 'ghcr.io/acme/api:2.3.1',
+    imageId: 'sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08',
+    image: undefined,
+    labels: LABELS,
+  };
+  return {
+    id: CONTAINER_ID,
+    shortId: CONTAINER_ID.slice(0, 12),
+    name: input.name,
+    hostname: CONTAINER_ID.slice(0, 12),
+    imageRef: input.imageRef,
+    imageId: input.imageId,
+    image: undefined,
+    labels: LABELS,
+    labelOrigins: {},
+    ips: [],
+    running: true,
+    pid: 1,
+    tty: false,
+    logPath,
+    logDriver: 'json-file',
+    startedAt: '2026-12-04T15:00:00Z',
+    attributes: mapper.attributes(input),
+    settings: mapper.settings(LABELS),
+    removedAt: undefined,
+  };
+}
+
+function storeOf(entry: ContainerEntry): MetadataStore {
+  return {
+    get: (id) => (id === entry.id || id === entry.shortId ? entry : undefined),
+    resolve: async (id) => (id === entry.id ? entry : undefined),
+    byName: () => undefined,
+    byHostname: () => undefined,
+    byIp: () => undefined,
+    running: () => [entry],
+    subscribe: () => () => {},
+  };
+}
+
+/** Writes `lines` json-file lines of about 170 B: access-log, JSON and error lines in rotation. */
+async function writeLog(path: string, lines: number): Promise<number> {
+  const out = createWriteStream(path);
+  const t0 = Date.parse('2026-12-04T15:00:00Z');
+  let bytes = 0;
+  for (let i = 0; i < lines; i++) {
+    const ns = String(123456789 + i).slice(-9);
+    const time = `${new Date(t0 + Math.floor(i / 10)).toISOString().slice(0, 19)}.${ns}Z`;
+    let log: string;
+    let stream = 'stdout';
+    switch (i % 3) {
+      case 0:
+        log = `198.18.0.${i % 250} - - [04/Dec/2026:15:00:00 +0000] "GET /api/v1/orders/${i} HTTP/1.1" 200 ${i % 9000} "-" "curl/8.5"`;
+        break;
+      case 1:
+        log = `{"level":"info","ts":"2026-12-04T15:00:00Z","msg":"order processed","order_id":${i},"duration_ms":${i % 97}}`;
+        break;
+      default:
+        log = `ERROR [worker-${i % 8}] payment declined for order ${i}: upstream returned 502 Bad Gateway`;
+        stream = 'stderr';
+    }
+    const line = `${JSON.stringify({ log: `${log}\n`, stream, time })}\n`;
+    bytes += line.length;
+    if (!out.write(line)) await new Promise<void>((r) => out.once('drain', () => r()));
+  }
+  await new Promise<void>((resolve, reject) =>
+    out.end((err?: Error | null) => (err ? reject(err) : resolve())),
+  );
+  return bytes;
+}
+
+/** The sink: answers 204 to everything, counts bytes and requests; `GET /stats` reports them. */
+function blackhole(): void {
+  let bytes = 0;
+  let requests = 0;
+  const server = createServer((req, res) => {
+    if (req.method === 'GET') {
+      res.end(JSON.stringify({ bytes, requests }));
+      return;
+    }
+    requests++;
+    req.on('data', (c: Buffer) => {
+      bytes += c.length;
+    });
+    req.on('end', () => {
+      res.writeHead(204);
+      res.end();
+    });
+  });
+  server.listen(0, '127.0.0.1', () => {
+    process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
+  });
+}
+
+interface AgentResult {
+  lines: number;
+  cpuMs: number;
+  wallMs: number;
+  maxRssBytes: number;
+  sentBytes: number;
+}
+
+/** One agent process: the pipeline on the generated log until every line was accepted by the sink. */
+async function agent(mode: 'on' | 'off', root: string, url: string, lines: number): Promise<void> {
+  const entry = benchEntry(join(root, 'containers', CONTAINER_ID, `${CONTAINER_ID}-json.log`));
+  const metrics = new Registry();
+  const logger = silentLogger();
+  const stateDir = await mkdtemp(join(tmpdir(), 'lc-bench-state-'));
+  const exporter = createLokiExporter(
+    'loki',
+    lokiExporterConfigSchema.parse({ endpoint: url, labels: { job: 'bench' } }),
+    {
+      logger,
+      metrics,
+      stateDir,
+    },
+  );
+  const next: Consumer<LogBatch> & Component =
+    mode === 'on'
+      ? createEnrichStage({ store: storeOf(entry), next: exporter, maxWaitMs: 2000, logger, metrics })
+      : {
+          // Baseline: records leave without their container (the receiver may already have set it).
+          consume(batch) {
+            for (const record of batch.records) record.container = undefined;
+            return exporter.consume(batch);
+          },
+          start: async () => {},
+          shutdown: async () => {},
+        };
+  const receiver = createJsonFileReceiver(
+    jsonFileConfigSchema.parse({ docker_root: root, start_at: 'beginning' }),
+    {
+      docker: {} as never,
+      store: storeOf(entry),
+      consumer: next,
+      checkpoints: await openCheckpointStore(join(stateDir, 'checkpoints'), logger),
+      logger,
+      metrics,
+    },
+  );
+  const sent = async () =>
+    (await metrics.getSingleMetric('labelcast_exporter_sent_records_total')?.get())?.values[0]?.value ?? 0;
+  const sentBytes = async () =>
+    (await metrics.getSingleMetric('labelcast_exporter_sent_bytes_total')?.get())?.values[0]?.value ?? 0;
+
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await exporter.start();
+  await next.start();
+  await receiver.start();
+  while ((await sent()) < lines) await new Promise((r) => setTimeout(r, 20));
+  const wallMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  const result: AgentResult = {
+    lines: await sent(),
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    wallMs,
+    maxRssBytes: process.resourceUsage().maxRSS * 1024,
+    sentBytes: await sentBytes(),
+  };
+  await receiver.shutdown();
+  await next.shutdown();
+  await exporter.shutdown();
+  await rm(stateDir, { recursive: true, force: true });
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.exit(0);
+}
+
+function firstLine(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) resolve(buf.slice(0, nl));
+    });
+    child.once('exit', (code) => reject(new Error(`${child.spawnargs.join(' ')} exited with ${code}`)));
+  });
+}
+
+async function runAgent(mode: 'on' | 'off', root: string, url: string, lines: number): Promise<AgentResult> {
+  const child = spawn(
+    NODE,
+    [
+      ...(process.env.LOKI_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.LOKI_BENCH_PROF] : []),
+      SELF,
+      'agent',
+      mode,
+      root,
+      url,
+      String(lines),
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  return JSON.parse(await firstLine(child)) as AgentResult;
+}
+
+async function main(): Promise<void> {
+  const at = process.argv.indexOf('--lines');
+  const lines = at > 0 ? Number(process.argv[at + 1]) : 1_000_000;
+  const root = await mkdtemp(join(tmpdir(), 'lc-bench-loki-'));
+  const sink = spawn(NODE, [SELF, 'blackhole'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const dir = join(root, 'containers', CONTAINER_ID);
+    await mkdir(dir, { recursive: true });
+    const file = join(dir, `${CONTAINER_ID}-json.log`);
+    const fileBytes = await writeLog(file, lines);
+    const { port } = JSON.parse(await firstLine(sink)) as { port: number };
+    const url = `http://127.0.0.1:${port}`;
+    const stats = async () =>
+      (await (await fetch(`${url}/stats`)).json()) as { bytes: number; requests: number };
+
+    console.log(
+      `Loki export: ${lines} json-file lines, ${(fileBytes / lines).toFixed(0)} B/line on disk (${(await stat(file)).size} B)`,
+    );
+    console.log('json_file -> enrich -> loki (protobuf + snappy) -> blackhole sink (separate process)');
+    const rows: [string, AgentResult, { bytes: number; requests: number }][] = [];
+    for (const mode of ['off', 'on'] as const) {
+      const before = await stats();
+      const r = await runAgent(mode, root, url, lines);
+      const after = await stats();
+      rows.push([mode, r, { bytes: after.bytes - before.bytes, requests: after.requests - before.requests }]);
+    }
+    console.log('enrichment | lines/CPU-s | CPU s | wall s | bytes out/line | requests | peak RSS MB');
+    for (const [mode, r, s] of rows) {
+      console.log(
+        [
+          mode.padEnd(10),
+          String(Math.round(r.lines / (r.cpuMs / 1000))).padStart(11),
+          (r.cpuMs / 1000).toFixed(2).padStart(5),
+          (r.wallMs / 1000).toFixed(2).padStart(6),
+          (s.bytes / r.lines).toFixed(1).padStart(14),
+          String(s.requests).padStart(8),
+          (r.maxRssBytes / 1024 / 1024).toFixed(0).padStart(11),
+        ].join(' | '),
+      );
+    }
+    const [off, on] = rows;
+    if (off && on) {
+      const overhead = (on[1].cpuMs / on[1].lines / (off[1].cpuMs / off[1].lines) - 1) * 100;
+      console.log(`enrichment CPU overhead per line: ${overhead.toFixed(1)} %`);
+    }
+  } finally {
+    sink.kill();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+const role = process.argv[2];
+if (role === 'blackhole') blackhole();
+else if (role === 'agent') {
+  const [, , , mode, root, url, lines] = process.argv;
+  await agent(mode as 'on' | 'off', root as string, url as string, Number(lines));
+} else await main();
