@@ -1,10 +1,12 @@
 /**
- * createAgent: builds the log pipeline from a validated config. Wiring only: every component lives in
- * its own module; this file decides which ones run and in which order they start and stop.
+ * createAgent: builds the pipelines of a validated config. Wiring only: every component lives in its
+ * own module; this file decides which ones run and in which order they start and stop.
  *
- *   receivers ──▶ enrich ──▶ multiline ──▶ fan-out ──▶ exporters
- *                   ▲ reads                              │ ack
- *             metadata store ◀── watcher                 └──▶ receivers advance checkpoints
+ *   log receivers ──▶ enrich ──▶ multiline ──▶ fan-out ──▶ exporters of pipelines.logs
+ *                       ▲ reads                              │ ack
+ *                 metadata store ◀── watcher                 └──▶ receivers advance checkpoints
+ *   otlp_http receiver ──(spliced Resource)──▶ otlp_http exporters of its pipelines (traces, logs, metrics)
+ *                      └─(decoded log records)─▶ the other exporters of pipelines.logs
  */
 import { constants } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
@@ -16,6 +18,7 @@ import type { Config } from './config/schema.ts';
 import { connectDocker, resolveDockerTarget } from './docker/client.ts';
 import { ConfigError, StateError } from './errors.ts';
 import { createLokiExporter } from './exporters/loki/index.ts';
+import { createOtlpHttpExporter, type OtlpHttpExporter } from './exporters/otlp-http/index.ts';
 import { stdoutExporterConfigSchema } from './exporters/stdout/config.ts';
 import { createStdoutExporter } from './exporters/stdout/index.ts';
 import { createMetadata } from './metadata/index.ts';
@@ -31,9 +34,11 @@ import { createDockerLogsReceiver } from './receivers/docker-logs/index.ts';
 import { createFluentForwardReceiver } from './receivers/fluent-forward/index.ts';
 import { jsonFileConfigSchema } from './receivers/json-file/config.ts';
 import { createJsonFileReceiver, type JsonFileReceiver } from './receivers/json-file/index.ts';
+import { createOtlpHttpReceiver, type OtlpForwarder, type OtlpSignal } from './receivers/otlp-http/index.ts';
 import type { Logger } from './telemetry/logger.ts';
 import type { Registry } from './telemetry/metrics.ts';
 import { createMetricsServer } from './telemetry/metrics-server.ts';
+import { type SelfTelemetry, startSelfTelemetry } from './telemetry/tracing.ts';
 
 /** The default `state_dir` in the schema; only this one falls back to a per-user directory. */
 export const SYSTEM_STATE_DIR = '/var/lib/labelcast';
@@ -68,17 +73,24 @@ export interface Agent extends Component {
 type ReceiverFactory = (config: never, deps: ReceiverDeps) => Receiver;
 type ExporterFactory = (id: string, config: never, deps: ExporterDeps, agent: AgentDeps) => LogExporter;
 
-/** Log receivers by type (the part of a component id before `/`). */
-const RECEIVERS: Readonly<Record<string, ReceiverFactory>> = {
+/** Receivers that read container logs, by type (the part of a component id before `/`). */
+const LOG_RECEIVERS: Readonly<Record<string, ReceiverFactory>> = {
   json_file: createJsonFileReceiver,
   docker_logs: createDockerLogsReceiver,
   fluent_forward: createFluentForwardReceiver,
 };
+/** Receives OTLP from applications; usable in every pipeline. */
+const OTLP_RECEIVER = 'otlp_http';
+/** The exporter that can forward received OTLP (traces, metrics): the only one for those pipelines. */
+const OTLP_EXPORTER = 'otlp_http';
 
 const EXPORTERS: Readonly<Record<string, ExporterFactory>> = {
   stdout: (id, config, deps, agent) => createStdoutExporter(id, config, deps, agent.stdout),
   loki: createLokiExporter,
+  otlp_http: (id, config, deps, agent) => createOtlpHttpExporter(id, config, deps, agent.env ?? process.env),
 };
+
+const SIGNALS: readonly OtlpSignal[] = ['logs', 'traces', 'metrics'];
 
 const typeOf = (id: string): string => id.split('/')[0] ?? id;
 
@@ -183,24 +195,28 @@ async function withDefaultPipeline(
   };
 }
 
-/** Refuses pipeline components this build does not have, before anything starts. */
-function checkBuildable(config: Config): void {
-  const logs = config.pipelines.logs;
-  if (!logs) return;
-  logs.receivers.forEach((id, i) => {
-    if (!(typeOf(id) in RECEIVERS)) {
-      throw new ConfigError(
-        `Invalid config: pipelines.logs.receivers.${i}: ${JSON.stringify(id)} does not produce logs (log receivers: ${Object.keys(RECEIVERS).join(', ')})`,
-      );
-    }
-  });
-  logs.exporters.forEach((id, i) => {
-    if (!(typeOf(id) in EXPORTERS)) {
-      throw new ConfigError(
-        `Invalid config: pipelines.logs.exporters.${i}: ${JSON.stringify(id)} is not available in this build (log exporters: ${Object.keys(EXPORTERS).join(', ')})`,
-      );
-    }
-  });
+/** Refuses a receiver or exporter in a pipeline whose signal it cannot carry, before anything starts. */
+function checkPipelines(config: Config): void {
+  for (const signal of SIGNALS) {
+    const pipeline = config.pipelines[signal];
+    if (!pipeline) continue;
+    const receivers = signal === 'logs' ? [...Object.keys(LOG_RECEIVERS), OTLP_RECEIVER] : [OTLP_RECEIVER];
+    const exporters = signal === 'logs' ? Object.keys(EXPORTERS) : [OTLP_EXPORTER];
+    pipeline.receivers.forEach((id, i) => {
+      if (!receivers.includes(typeOf(id))) {
+        throw new ConfigError(
+          `Invalid config: pipelines.${signal}.receivers.${i}: ${JSON.stringify(id)} cannot receive ${signal} (use ${receivers.join(', ')})`,
+        );
+      }
+    });
+    pipeline.exporters.forEach((id, i) => {
+      if (!exporters.includes(typeOf(id))) {
+        throw new ConfigError(
+          `Invalid config: pipelines.${signal}.exporters.${i}: ${JSON.stringify(id)} cannot export ${signal} (use ${exporters.join(', ')})`,
+        );
+      }
+    });
+  }
 }
 
 /**
@@ -212,7 +228,7 @@ export async function createAgent(input: Config, deps: AgentDeps): Promise<Agent
   const env = deps.env ?? process.env;
   const { metrics } = deps;
   const logger = deps.logger;
-  checkBuildable(input);
+  checkPipelines(input);
   const target = resolveDockerTarget(
     { host: input.docker.host, tlsVerify: input.docker.tls_verify, certPath: input.docker.cert_path },
     env,
@@ -233,19 +249,24 @@ export async function createAgent(input: Config, deps: AgentDeps): Promise<Agent
   const metadata = createMetadata({ docker, mapper, config: config.metadata, logger, metrics });
   const store = metadata.store;
   const logs = config.pipelines.logs;
-  const exporters: LogExporter[] = [];
+  const exporterById = new Map<string, LogExporter>();
+  for (const signal of SIGNALS) {
+    for (const id of config.pipelines[signal]?.exporters ?? []) {
+      if (exporterById.has(id)) continue;
+      const factory = EXPORTERS[typeOf(id)]!;
+      exporterById.set(id, factory(id, config.exporters[id] as never, { logger, metrics, stateDir }, deps));
+    }
+  }
+  const exporters = [...exporterById.values()];
   const receivers: Receiver[] = [];
   let checkpoints: CheckpointStore | undefined;
   let pipeline: { enrich: ReturnType<typeof createEnrichStage>; multiline: Component } | undefined;
 
-  if (logs) {
+  const logReceiverIds = logs?.receivers.filter((id) => typeOf(id) !== OTLP_RECEIVER) ?? [];
+  if (logs && logReceiverIds.length > 0) {
     checkpoints = await openCheckpointStore(join(stateDir, 'checkpoints'), logger);
-    for (const id of logs.exporters) {
-      const factory = EXPORTERS[typeOf(id)]!;
-      exporters.push(factory(id, config.exporters[id] as never, { logger, metrics, stateDir }, deps));
-    }
     const multiline = createMultilineStage({
-      next: createFanout(exporters),
+      next: createFanout(logs.exporters.map((id) => exporterById.get(id)!)),
       flushTimeoutMs: MULTILINE_FLUSH_MS,
       maxChars: MULTILINE_MAX_CHARS,
       logger,
@@ -259,8 +280,8 @@ export async function createAgent(input: Config, deps: AgentDeps): Promise<Agent
       metrics,
     });
     pipeline = { enrich, multiline };
-    for (const id of logs.receivers) {
-      const factory = RECEIVERS[typeOf(id)]!;
+    for (const id of logReceiverIds) {
+      const factory = LOG_RECEIVERS[typeOf(id)]!;
       receivers.push(
         factory(config.receivers[id] as never, {
           docker,
@@ -274,21 +295,58 @@ export async function createAgent(input: Config, deps: AgentDeps): Promise<Agent
     }
   }
 
-  /** Drops the agent's own container's records: by cgroup/mountinfo, else a hostname that is its short id. */
-  const excludeSelf = (): void => {
-    if (!config.enrich.exclude_self || !pipeline) return;
-    const own = detectOwnContainerId();
-    const host = env.HOSTNAME || hostname();
-    const byHost = /^[0-9a-f]{12}$/.test(host) ? store.get(host)?.id : undefined;
-    const id = own ?? byHost;
-    if (id !== undefined) {
-      pipeline.enrich.exclude(id);
-      // Receivers that can skip a container entirely (json_file) do not even read it.
-      for (const receiver of receivers) (receiver as Partial<JsonFileReceiver>).exclude?.(id);
-      logger.info({ container: id.slice(0, 12) }, 'running in a container: its own logs are excluded');
+  // One otlp_http receiver per id, forwarding each signal to the otlp_http exporters of that
+  // signal's pipeline; received logs also go, decoded, to the pipeline's other log exporters.
+  const otlpListens: string[] = [];
+  const otlpIds = new Set(
+    SIGNALS.flatMap((signal) => config.pipelines[signal]?.receivers ?? []).filter(
+      (id) => typeOf(id) === OTLP_RECEIVER,
+    ),
+  );
+  for (const id of otlpIds) {
+    const forwarders: Partial<Record<OtlpSignal, OtlpForwarder[]>> = {};
+    let logExporters: LogExporter[] = [];
+    for (const signal of SIGNALS) {
+      const p = config.pipelines[signal];
+      if (!p?.receivers.includes(id)) continue;
+      const targets = p.exporters.map((e) => exporterById.get(e)!);
+      forwarders[signal] = p.exporters
+        .filter((e) => typeOf(e) === OTLP_EXPORTER)
+        .map((e) => exporterById.get(e) as OtlpHttpExporter);
+      if (signal === 'logs')
+        logExporters = targets.filter((_, i) => typeOf(p.exporters[i]!) !== OTLP_EXPORTER);
     }
+    const receiverConfig = config.receivers[id] as Parameters<typeof createOtlpHttpReceiver>[0];
+    otlpListens.push(receiverConfig.listen);
+    receivers.push(
+      createOtlpHttpReceiver(receiverConfig, {
+        store,
+        docker,
+        forwarders,
+        logExporters,
+        logger,
+        metrics,
+        name: id,
+      }),
+    );
+  }
+
+  /**
+   * The agent's own container (cgroup/mountinfo, else a hostname that is its short id), whose records
+   * are dropped when enrich.exclude_self is on.
+   */
+  const excludeSelf = (): string | undefined => {
+    const host = env.HOSTNAME || hostname();
+    const id = detectOwnContainerId() ?? (/^[0-9a-f]{12}$/.test(host) ? store.get(host)?.id : undefined);
+    if (id === undefined || !config.enrich.exclude_self || !pipeline) return id;
+    pipeline.enrich.exclude(id);
+    // Receivers that can skip a container entirely (json_file) do not even read it.
+    for (const receiver of receivers) (receiver as Partial<JsonFileReceiver>).exclude?.(id);
+    logger.info({ container: id.slice(0, 12) }, 'running in a container: its own logs are excluded');
+    return id;
   };
 
+  let selfTelemetry: SelfTelemetry | undefined;
   let started: Promise<void> | undefined;
   let stopped: Promise<void> | undefined;
   /** start() checks this between steps, so a shutdown during startup starts nothing more. */
@@ -317,7 +375,16 @@ export async function createAgent(input: Config, deps: AgentDeps): Promise<Agent
         }
         await metadata.watcher.start();
         await metadata.ready;
-        excludeSelf();
+        const own = excludeSelf();
+        // Off unless OTEL_TRACES_EXPORTER=otlp; refuses to trace into its own otlp_http receiver.
+        selfTelemetry = startSelfTelemetry({
+          config: {},
+          env,
+          logger,
+          receiverListens: otlpListens,
+          container: own === undefined ? undefined : store.get(own)?.attributes,
+        });
+        if (selfTelemetry) logger.info({ endpoint: selfTelemetry.endpoint }, 'sending labelcast traces');
         for (const component of [...exporters, ...(pipeline ? [pipeline.multiline, pipeline.enrich] : [])]) {
           if (stopping) return;
           await component.start();
@@ -326,14 +393,7 @@ export async function createAgent(input: Config, deps: AgentDeps): Promise<Agent
           if (stopping) return;
           await receiver.start();
         }
-        logger.info(
-          {
-            receivers: logs?.receivers ?? [],
-            exporters: logs?.exporters ?? [],
-            containers: store.running().length,
-          },
-          'labelcast running',
-        );
+        logger.info({ pipelines: config.pipelines, containers: store.running().length }, 'labelcast running');
       })();
       return started;
     },
@@ -354,6 +414,9 @@ export async function createAgent(input: Config, deps: AgentDeps): Promise<Agent
         }
         await stopAll([metadata.watcher], 'the Docker watcher');
         if (metricsServer) await stopAll([metricsServer], 'the metrics listener');
+        await selfTelemetry?.shutdown().catch((err: unknown) => {
+          logger.warn({ err }, 'Cannot flush labelcast traces');
+        });
         logger.info('labelcast stopped');
       })();
       return stopped;

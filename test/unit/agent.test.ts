@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { resolveStateDir } from '../../agent/agent.ts';
+import { Registry } from 'prom-client';
+import { createAgent, resolveStateDir } from '../../agent/agent.ts';
+import { loadConfig } from '../../agent/config/load.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
 
 /** A path that cannot become a directory, even for root: its parent is a character device. */
@@ -35,5 +37,35 @@ test('an explicitly configured state_dir that is not writable is an error naming
   await assert.rejects(resolveStateDir(UNWRITABLE, {}, silentLogger()), {
     code: 'LABELCAST_ERR_STATE',
     message: /^Cannot use state_dir \/dev\/null\/labelcast: .*LABELCAST_STATE_DIR/,
+  });
+});
+
+test('a pipeline with a component that cannot carry its signal is refused before Docker is contacted', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'lc-config-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'labelcast.yaml');
+  await writeFile(
+    file,
+    `receivers:
+  json_file: {}
+  otlp_http: {}
+exporters:
+  loki:
+    endpoint: http://127.0.0.1:3100
+pipelines:
+  traces:
+    receivers: [json_file]
+    exporters: [loki]
+`,
+  );
+  const deps = {
+    logger: silentLogger(),
+    metrics: new Registry(),
+    env: { DOCKER_HOST: 'unix:///nonexistent/docker.sock' },
+  };
+  await assert.rejects(createAgent(loadConfig({ file, env: {} }), deps), {
+    code: 'LABELCAST_ERR_CONFIG_INVALID',
+    message:
+      'Invalid config: pipelines.traces.receivers.0: "json_file" cannot receive traces (use otlp_http)',
   });
 });
