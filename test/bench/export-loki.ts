@@ -144,6 +144,9 @@ function blackhole(): void {
   });
 }
 
+/** `read`: json_file only (reference); `off`: → loki without enrichment (baseline); `on`: → enrich → loki. */
+type Mode = 'read' | 'off' | 'on';
+
 interface AgentResult {
   lines: number;
   cpuMs: number;
@@ -153,7 +156,7 @@ interface AgentResult {
 }
 
 /** One agent process: the pipeline on the generated log until every line was accepted by the sink. */
-async function agent(mode: 'on' | 'off', root: string, url: string, lines: number): Promise<void> {
+async function agent(mode: Mode, root: string, url: string, lines: number): Promise<void> {
   const entry = benchEntry(join(root, 'containers', CONTAINER_ID, `${CONTAINER_ID}-json.log`));
   const metrics = new Registry();
   const logger = silentLogger();
@@ -167,18 +170,29 @@ async function agent(mode: 'on' | 'off', root: string, url: string, lines: numbe
       stateDir,
     },
   );
+  let read = 0;
   const next: Consumer<LogBatch> & Component =
     mode === 'on'
       ? createEnrichStage({ store: storeOf(entry), next: exporter, maxWaitMs: 2000, logger, metrics })
-      : {
-          // Baseline: records leave without their container (the receiver may already have set it).
-          consume(batch) {
-            for (const record of batch.records) record.container = undefined;
-            return exporter.consume(batch);
-          },
-          start: async () => {},
-          shutdown: async () => {},
-        };
+      : mode === 'read'
+        ? {
+            // Reference: the receiver alone, into a consumer that only counts.
+            async consume(batch) {
+              read += batch.records.length;
+              batch.ack();
+            },
+            start: async () => {},
+            shutdown: async () => {},
+          }
+        : {
+            // Baseline: records leave without their container (the receiver may already have set it).
+            consume(batch) {
+              for (const record of batch.records) record.container = undefined;
+              return exporter.consume(batch);
+            },
+            start: async () => {},
+            shutdown: async () => {},
+          };
   const receiver = createJsonFileReceiver(
     jsonFileConfigSchema.parse({ docker_root: root, start_at: 'beginning' }),
     {
@@ -191,7 +205,10 @@ async function agent(mode: 'on' | 'off', root: string, url: string, lines: numbe
     },
   );
   const sent = async () =>
-    (await metrics.getSingleMetric('labelcast_exporter_sent_records_total')?.get())?.values[0]?.value ?? 0;
+    mode === 'read'
+      ? read
+      : ((await metrics.getSingleMetric('labelcast_exporter_sent_records_total')?.get())?.values[0]?.value ??
+        0);
   const sentBytes = async () =>
     (await metrics.getSingleMetric('labelcast_exporter_sent_bytes_total')?.get())?.values[0]?.value ?? 0;
 
@@ -230,7 +247,7 @@ function firstLine(child: ChildProcess): Promise<string> {
   });
 }
 
-async function runAgent(mode: 'on' | 'off', root: string, url: string, lines: number): Promise<AgentResult> {
+async function runAgent(mode: Mode, root: string, url: string, lines: number): Promise<AgentResult> {
   const child = spawn(
     NODE,
     [
@@ -269,13 +286,13 @@ async function main(): Promise<void> {
     );
     console.log('json_file -> enrich -> loki (protobuf + snappy) -> blackhole sink (separate process)');
     const rows: [string, AgentResult, { bytes: number; requests: number }][] = [];
-    for (const mode of ['off', 'on'] as const) {
+    for (const mode of ['read', 'off', 'on'] as const) {
       const before = await stats();
       const r = await runAgent(mode, root, url, lines);
       const after = await stats();
       rows.push([mode, r, { bytes: after.bytes - before.bytes, requests: after.requests - before.requests }]);
     }
-    console.log('enrichment | lines/CPU-s | CPU s | wall s | bytes out/line | requests | peak RSS MB');
+    console.log('mode       | lines/CPU-s | CPU s | wall s | bytes out/line | requests | peak RSS MB');
     for (const [mode, r, s] of rows) {
       console.log(
         [
@@ -289,7 +306,7 @@ async function main(): Promise<void> {
         ].join(' | '),
       );
     }
-    const [off, on] = rows;
+    const [, off, on] = rows;
     if (off && on) {
       const overhead = (on[1].cpuMs / on[1].lines / (off[1].cpuMs / off[1].lines) - 1) * 100;
       console.log(`enrichment CPU overhead per line: ${overhead.toFixed(1)} %`);
@@ -304,5 +321,5 @@ const role = process.argv[2];
 if (role === 'blackhole') blackhole();
 else if (role === 'agent') {
   const [, , , mode, root, url, lines] = process.argv;
-  await agent(mode as 'on' | 'off', root as string, url as string, Number(lines));
+  await agent(mode as Mode, root as string, url as string, Number(lines));
 } else await main();
