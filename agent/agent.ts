@@ -18,7 +18,11 @@ import type { Config } from './config/schema.ts';
 import { connectDocker, resolveDockerTarget } from './docker/client.ts';
 import { ConfigError, StateError } from './errors.ts';
 import { createLokiExporter } from './exporters/loki/index.ts';
-import { createOtlpHttpExporter, type OtlpHttpExporter } from './exporters/otlp-http/index.ts';
+import {
+  createOtlpHttpExporter,
+  type OtlpHttpExporter,
+  otlpHttpExporterConfigSchema,
+} from './exporters/otlp-http/index.ts';
 import { stdoutExporterConfigSchema } from './exporters/stdout/config.ts';
 import { createStdoutExporter } from './exporters/stdout/index.ts';
 import { createMetadata } from './metadata/index.ts';
@@ -34,7 +38,12 @@ import { createDockerLogsReceiver } from './receivers/docker-logs/index.ts';
 import { createFluentForwardReceiver } from './receivers/fluent-forward/index.ts';
 import { jsonFileConfigSchema } from './receivers/json-file/config.ts';
 import { createJsonFileReceiver, type JsonFileReceiver } from './receivers/json-file/index.ts';
-import { createOtlpHttpReceiver, type OtlpForwarder, type OtlpSignal } from './receivers/otlp-http/index.ts';
+import {
+  createOtlpHttpReceiver,
+  type OtlpForwarder,
+  type OtlpSignal,
+  otlpHttpReceiverConfigSchema,
+} from './receivers/otlp-http/index.ts';
 import type { Logger } from './telemetry/logger.ts';
 import type { Registry } from './telemetry/metrics.ts';
 import { createMetricsServer } from './telemetry/metrics-server.ts';
@@ -53,8 +62,8 @@ export interface AgentDeps {
   /** DOCKER_HOST / DOCKER_TLS_VERIFY / DOCKER_CERT_PATH, HOME, XDG_STATE_HOME; defaults to process.env. */
   readonly env?: NodeJS.ProcessEnv;
   /**
-   * No config file was given: when the config has no `pipelines.logs`, run the default one
-   * (json_file, or docker_logs when the engine's files are not readable here, → stdout).
+   * No config file was given: when the config defines no pipeline, run the default ones (json_file or
+   * docker_logs, and otlp_http on 127.0.0.1:4318, → stdout, plus OTEL_EXPORTER_OTLP_ENDPOINT when set).
    */
   readonly defaults?: boolean;
   /** Where `stdout` exporters write; process.stdout unless embedded (tests). */
@@ -159,40 +168,60 @@ async function readable(dir: string): Promise<boolean> {
 }
 
 /**
- * With no config file: json_file when `<data root>/containers` is readable here (a local engine,
- * root or the docker group with a readable root), else docker_logs (remote, rootless, non-root); → stdout.
+ * With no config file:
+ * - logs: json_file when `<data root>/containers` is readable here (a local engine, root or the docker
+ *   group), else docker_logs (remote, rootless, non-root), plus the otlp_http receiver → stdout;
+ * - when OTEL_EXPORTER_OTLP_ENDPOINT (or _LOGS_ENDPOINT) is set, an otlp_http exporter to it as well,
+ *   which also carries the traces and metrics the otlp_http receiver gets.
  */
-async function withDefaultPipeline(
+async function withDefaultPipelines(
   config: Config,
   docker: Docker,
   remote: boolean,
+  env: NodeJS.ProcessEnv,
   logger: Logger,
 ): Promise<Config> {
   const configured = config.receivers.json_file as { docker_root?: string } | undefined;
   const jsonFile = jsonFileConfigSchema.parse(configured ?? {});
   const root = configured ? jsonFile.docker_root : await engineDataRoot(docker, jsonFile.docker_root);
   const useFiles = !remote && (await readable(join(root, 'containers')));
-  const receiver = useFiles ? 'json_file' : 'docker_logs';
-  logger.info(
-    { receiver, dockerRoot: root, exporter: 'stdout' },
-    useFiles
-      ? 'no config file: collecting json-file logs from disk to stdout'
-      : `no config file: ${join(root, 'containers')} is not readable here, collecting through the Docker log API to stdout`,
-  );
-  return {
-    ...config,
-    receivers: {
-      ...config.receivers,
-      [receiver]: useFiles
-        ? { ...jsonFile, docker_root: root }
-        : (config.receivers.docker_logs ?? dockerLogsConfigSchema.parse({})),
-    },
-    exporters: {
-      ...config.exporters,
-      stdout: config.exporters.stdout ?? stdoutExporterConfigSchema.parse({}),
-    },
-    pipelines: { ...config.pipelines, logs: { receivers: [receiver], exporters: ['stdout'] } },
+  const collector = useFiles ? 'json_file' : 'docker_logs';
+  const receivers = {
+    ...config.receivers,
+    [collector]: useFiles
+      ? { ...jsonFile, docker_root: root }
+      : (config.receivers.docker_logs ?? dockerLogsConfigSchema.parse({})),
+    otlp_http: config.receivers.otlp_http ?? otlpHttpReceiverConfigSchema.parse({}),
   };
+  const exporters: Config['exporters'] = {
+    ...config.exporters,
+    stdout: config.exporters.stdout ?? stdoutExporterConfigSchema.parse({}),
+  };
+  const pipelines: Config['pipelines'] = {
+    logs: { receivers: [collector, 'otlp_http'], exporters: ['stdout'] },
+  };
+  const upstream = env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT;
+  if (upstream) {
+    exporters.otlp_http = config.exporters.otlp_http ?? otlpHttpExporterConfigSchema.parse({});
+    pipelines.logs?.exporters.push('otlp_http');
+    for (const signal of ['traces', 'metrics'] as const) {
+      if (env.OTEL_EXPORTER_OTLP_ENDPOINT || env[`OTEL_EXPORTER_OTLP_${signal.toUpperCase()}_ENDPOINT`]) {
+        pipelines[signal] = { receivers: ['otlp_http'], exporters: ['otlp_http'] };
+      }
+    }
+  }
+  logger.info(
+    {
+      receiver: collector,
+      dockerRoot: root,
+      otlpListen: (receivers.otlp_http as { listen: string }).listen,
+      exporters: pipelines.logs?.exporters,
+    },
+    useFiles
+      ? 'no config file: collecting json-file logs from disk'
+      : `no config file: ${join(root, 'containers')} is not readable here, collecting through the Docker log API`,
+  );
+  return { ...config, receivers, exporters, pipelines };
 }
 
 /** Refuses a receiver or exporter in a pipeline whose signal it cannot carry, before anything starts. */
@@ -237,8 +266,8 @@ export async function createAgent(input: Config, deps: AgentDeps): Promise<Agent
   const { docker, apiVersion } = await connectDocker(target);
   logger.info({ docker: target.display, apiVersion }, 'connected to Docker');
   const config =
-    deps.defaults && input.pipelines.logs === undefined
-      ? await withDefaultPipeline(input, docker, target.display.startsWith('tcp://'), logger)
+    deps.defaults && Object.keys(input.pipelines).length === 0
+      ? await withDefaultPipelines(input, docker, target.display.startsWith('tcp://'), env, logger)
       : input;
 
   const metricsServer =

@@ -16,6 +16,7 @@ import { loadConfig } from '../../agent/config/load.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { lifecycleSuite } from '../helpers/lifecycle.ts';
+import { startOtlpReceiver } from '../helpers/otlp-receiver.ts';
 
 const NODE = join(process.cwd(), 'node_modules/.bin/node');
 const MAIN = join(process.cwd(), 'agent/main.ts');
@@ -100,8 +101,11 @@ async function startAgent(
 ): Promise<AgentProcess> {
   const args = [MAIN, 'run'];
   if (options.config !== false) args.push('--config', await writeConfig(stateDir));
-  const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_HOST: engine.host, LABELCAST_LOG_LEVEL: 'info' };
-  delete env.LABELCAST_CONFIG;
+  // The agent reads LABELCAST_* and OTEL_* variables: only the test's own may reach it.
+  const env: NodeJS.ProcessEnv = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !/^(LABELCAST|OTEL)_/.test(name)),
+  );
+  Object.assign(env, { DOCKER_HOST: engine.host, LABELCAST_LOG_LEVEL: 'info' });
   const child = spawn(NODE, args, { env: { ...env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: OutLine[] = [];
   let stderr = '';
@@ -156,6 +160,9 @@ function rfc3339ToNano(time: string): string {
   const seconds = BigInt(Date.parse(`${m[1]}${m[3]}`)) / 1000n;
   return String(seconds * 1_000_000_000n + BigInt((m[2] ?? '').padEnd(9, '0')));
 }
+
+/** Without a config file the agent also listens for OTLP: on a free port here, never the fixed 4318. */
+const NO_CONFIG_ENV = { LABELCAST_RECEIVERS__OTLP_HTTP__LISTEN: '127.0.0.1:0' };
 
 const key = (l: OutLine): string => `${l.timeUnixNano} ${l.body}`;
 
@@ -313,18 +320,28 @@ test('a dockerd restart mid-stream loses no line and repeats none', async (t) =>
   await engine.docker('rm', '-f', id);
 });
 
-test('labelcast run without a config file collects the local engine’s json-file logs to stdout', async (t) => {
+test('labelcast run without a config file collects the local engine’s json-file logs to stdout and OTEL_EXPORTER_OTLP_ENDPOINT', async (t) => {
   const stateDir = await mkdtemp(join(root, 'state-'));
+  const otlp = await startOtlpReceiver();
+  t.after(() => otlp.close());
   // The data root is found through an existing container's LogPath.
   const idle = await run(TEST_IMAGES.base, 'sleep', '3600');
   t.after(() => engine.docker('rm', '-f', idle));
-  const agent = await startAgent(stateDir, { config: false, env: { LABELCAST_STATE_DIR: stateDir } });
+  const agent = await startAgent(stateDir, {
+    config: false,
+    env: { ...NO_CONFIG_ENV, LABELCAST_STATE_DIR: stateDir, OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url },
+  });
   t.after(() => agent.kill());
   assert.match(agent.stderr(), /"receiver":"json_file"/);
   const id = await run(TEST_IMAGES.legacy, 'sh', '-c', 'echo default-pipeline; sleep 1');
   const line = await waitFor('the line', () => agent.of(id)[0], undefined, agent);
   assert.equal(line.body, 'default-pipeline');
   assert.equal(line.resource['vcs.ref.head.revision'], '0badc0de');
+  const upstream = await waitFor('the line upstream', () =>
+    otlp.logRecords().find((r) => r.body === 'default-pipeline'),
+  );
+  assert.equal(upstream.resource['vcs.ref.head.revision'], '0badc0de');
+  assert.equal(upstream.timeUnixNano, line.timeUnixNano);
   assert.equal(await agent.stop(), 0);
 });
 
@@ -332,7 +349,11 @@ test('without a config file and with unreadable engine files, run uses the Docke
   const stateDir = await mkdtemp(join(root, 'state-'));
   const agent = await startAgent(stateDir, {
     config: false,
-    env: { LABELCAST_STATE_DIR: stateDir, LABELCAST_RECEIVERS__JSON_FILE__DOCKER_ROOT: '/nonexistent' },
+    env: {
+      ...NO_CONFIG_ENV,
+      LABELCAST_STATE_DIR: stateDir,
+      LABELCAST_RECEIVERS__JSON_FILE__DOCKER_ROOT: '/nonexistent',
+    },
   });
   t.after(() => agent.kill());
   assert.match(agent.stderr(), /"receiver":"docker_logs"/);
