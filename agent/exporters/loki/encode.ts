@@ -144,7 +144,7 @@ export function createLokiEncoder(options: LokiEncoderOptions): LokiEncoder {
       total += 1 + varintSize(streamLen) + streamLen;
     }
 
-    if (scratch.length < total) scratch = Buffer.allocUnsafe(Math.max(total, scratch.length * 2));
+    if (scratch.length < total) scratch = Buffer.allocUnsafe(total);
     const buf = scratch;
     const repeats: number[] = [];
     let pos = 0;

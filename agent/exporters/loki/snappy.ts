@@ -115,7 +115,7 @@ function compressSegment(input: Uint8Array, start: number, end: number, out: Uin
 export function snappyCompress(input: Uint8Array, repeats: Repeats = { data: [], count: 0 }): Buffer {
   const n = input.length;
   const bound = 32 + n + Math.ceil(n / 6);
-  if (scratch.length < bound) scratch = Buffer.allocUnsafe(Math.max(bound, scratch.length * 2));
+  if (scratch.length < bound) scratch = Buffer.allocUnsafe(bound);
   const out = scratch;
   let op = 0;
   let len = n;
