@@ -1,13 +1,22 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import type { TLSSocket } from 'node:tls';
+import { promisify } from 'node:util';
 import { lokiExporterConfigSchema } from '../../../agent/exporters/loki/config.ts';
 import { createLokiEncoder } from '../../../agent/exporters/loki/encode.ts';
 import { createLabelPolicy } from '../../../agent/exporters/loki/labels.ts';
 import { createLokiSender, pushUrl, rejectionReason } from '../../../agent/exporters/loki/sender.ts';
 import { type LokiReceiver, startLokiReceiver } from '../../helpers/loki-receiver.ts';
 import { containerEntry, logRecord } from './loki-fixtures.ts';
+
+const execFileAsync = promisify(execFile);
 
 let receiver: LokiReceiver;
 before(async () => {
@@ -157,4 +166,115 @@ test('a connection refused and a silent server are retryable', async (t) => {
   const refused = createLokiSender(lokiExporterConfigSchema.parse({ endpoint: 'http://127.0.0.1:1' }));
   assert.equal((await refused.send(payload, signal)).status, 'retryable');
   refused.close?.();
+});
+
+test('https: the CA file, a client certificate and insecure_skip_verify are honoured', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'lc-loki-tls-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const openssl = (...args: string[]) => execFileAsync('openssl', args, { cwd: dir });
+  await openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=test-ca',
+    '-keyout',
+    'ca-key.pem',
+    '-out',
+    'ca.pem',
+  );
+  for (const [name, ext] of [
+    ['server', 'subjectAltName=IP:127.0.0.1'],
+    ['client', 'extendedKeyUsage=clientAuth'],
+  ]) {
+    await openssl(
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-subj',
+      `/CN=${name}`,
+      '-keyout',
+      `${name}-key.pem`,
+      '-out',
+      `${name}.csr`,
+    );
+    await writeFile(join(dir, `${name}.ext`), `${ext}\n`);
+    await openssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca-key.pem',
+      '-CAcreateserial',
+      '-days',
+      '1',
+      '-extfile',
+      `${name}.ext`,
+      '-out',
+      `${name}.pem`,
+    );
+  }
+  const file = (name: string) => join(dir, name);
+  const seen: (string | undefined)[] = [];
+  const server = createHttpsServer(
+    {
+      key: await readFile(file('server-key.pem')),
+      cert: await readFile(file('server.pem')),
+      ca: await readFile(file('ca.pem')),
+      requestCert: true,
+      rejectUnauthorized: false,
+    },
+    (req, res) => {
+      const peer = (req.socket as TLSSocket).getPeerCertificate();
+      seen.push((req.socket as TLSSocket).authorized ? String(peer.subject?.CN) : undefined);
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(204);
+        res.end();
+      });
+    },
+  );
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const endpoint = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { payload } = setup();
+  const send = async (tls: Record<string, unknown> | undefined) => {
+    const sender = createLokiSender(lokiExporterConfigSchema.parse({ endpoint, ...(tls ? { tls } : {}) }));
+    try {
+      return await sender.send(payload, signal);
+    } finally {
+      sender.close?.();
+    }
+  };
+  const untrusted = await send(undefined);
+  assert.equal(untrusted.status, 'retryable');
+  assert.match(untrusted.status === 'retryable' ? untrusted.error.message : '', /certificate/i);
+  assert.deepEqual(await send({ ca_file: file('ca.pem') }), { status: 'success' });
+  assert.deepEqual(
+    await send({ ca_file: file('ca.pem'), cert_file: file('client.pem'), key_file: file('client-key.pem') }),
+    { status: 'success' },
+  );
+  assert.deepEqual(await send({ insecure_skip_verify: true }), { status: 'success' });
+  assert.deepEqual(seen, [undefined, 'client', undefined]);
+});
+
+test('an unreadable TLS file is a config error naming the key', () => {
+  assert.throws(
+    () =>
+      createLokiSender(
+        lokiExporterConfigSchema.parse({ endpoint: 'https://x', tls: { ca_file: '/nonexistent/ca.pem' } }),
+      ),
+    /Cannot read tls\.ca_file \/nonexistent\/ca\.pem: .*check the path/,
+  );
 });
