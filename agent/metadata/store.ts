@@ -205,7 +205,8 @@ export class ContainerStore implements MetadataStore {
     this.#misses++;
     const ref = stripSlash(id);
     if (!CONTAINER_REF.test(ref) || this.#negative.has(ref)) return undefined;
-    const result = await this.#fetch(ref, performance.now(), 'resolve');
+    // Any inspect already out for this ref answers as well as a new one would.
+    const result = await this.#fetch(ref, 0, 'resolve');
     return result.entry;
   }
 
