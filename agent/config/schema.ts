@@ -39,7 +39,8 @@ function componentMap<T extends Record<string, z.ZodType>>(schemas: T) {
     const out: Record<string, unknown> = {};
     for (const [id, value] of Object.entries(entries)) {
       const schema = schemas[id.split('/')[0] as keyof T] as z.ZodType;
-      const parsed = schema.safeParse(value ?? undefined);
+      // `stdout:` with nothing after it means "this component, with its defaults".
+      const parsed = schema.safeParse(value ?? {});
       if (parsed.success) out[id] = parsed.data;
       else
         for (const issue of parsed.error.issues)

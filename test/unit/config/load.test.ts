@@ -269,3 +269,15 @@ describe('environment values', () => {
     );
   });
 });
+
+describe('pipelines', () => {
+  test('named instances count as their type', () => {
+    const file = yamlFile(
+      'receivers:\n  otlp_http/apps:\nexporters:\n  otlp_http/eu:\n    endpoint: http://127.0.0.1:4318\npipelines:\n  traces:\n    receivers: [otlp_http/apps]\n    exporters: [otlp_http/eu]\n',
+    );
+    assert.deepEqual(loadConfig({ file, env: {} }).pipelines.traces, {
+      receivers: ['otlp_http/apps'],
+      exporters: ['otlp_http/eu'],
+    });
+  });
+});
