@@ -42,7 +42,14 @@ interface MemoryItem {
   readonly payload: Payload;
   readonly bytes: number;
   readonly refs: readonly AckRef[];
+  /** Admission order, so a spill writes memory items to the spool in the order they were made. */
+  readonly seq: number;
+  /** Aborts this item's request when it is moved to the spool while in flight. */
+  readonly controller: AbortController;
+  spilled: boolean;
 }
+
+type Outcome = 'done' | 'aborted' | 'spill';
 
 type Work =
   | { readonly kind: 'memory'; readonly item: MemoryItem }
@@ -84,8 +91,9 @@ class DeliveryImpl<T> implements Delivery<T> {
   #queueHead = 0;
   /** Encoded bytes in memory: queued plus in flight. */
   #heldBytes = 0;
-  #inflightMemory = 0;
+  readonly #inflight = new Set<MemoryItem>();
   #aborted: MemoryItem[] = [];
+  #seq = 0;
   #lastPayloadBytes = 0;
 
   #started = false;
@@ -97,6 +105,8 @@ class DeliveryImpl<T> implements Delivery<T> {
   #wakeup: Promise<void>;
   #memoryWaiters: (() => void)[] = [];
   #failing = false;
+  /** No request starts before this time: a Retry-After or backoff holds every sender, not just one. */
+  #resumeAt = 0;
   readonly #loggedErrors = new Set<string>();
   #shutdown: Promise<void> | undefined;
 
@@ -230,9 +240,7 @@ class DeliveryImpl<T> implements Delivery<T> {
       const spool = this.#spool;
       const fits = this.#heldBytes === 0 || this.#heldBytes + bytes <= this.#c.queue_bytes;
       if (fits && !spool?.hasUnread()) {
-        this.#hold(bytes);
-        this.#queue.push({ payload, bytes, refs });
-        this.#signal();
+        this.#pushMemory(payload, refs);
         continue;
       }
       if (spool && this.#started) {
@@ -251,10 +259,58 @@ class DeliveryImpl<T> implements Delivery<T> {
       while (this.#heldBytes > 0 && this.#heldBytes + bytes > this.#c.queue_bytes) {
         if (!(await this.#waitForMemory())) return;
       }
-      this.#hold(bytes);
-      this.#queue.push({ payload, bytes, refs });
-      this.#signal();
+      this.#pushMemory(payload, refs);
     }
+  }
+
+  #pushMemory(payload: Payload, refs: readonly AckRef[]): void {
+    const bytes = payload.body.length;
+    this.#hold(bytes);
+    const controller = new AbortController();
+    this.#queue.push({ payload, bytes, refs, seq: this.#seq++, controller, spilled: false });
+    this.#signal();
+  }
+
+  /** True when memory items may move to the spool without landing behind newer spooled payloads. */
+  #canSpill(): boolean {
+    const spool = this.#spool;
+    return !!spool && this.#started && !this.#closed && !spool.hasUnread() && !spool.full(this.#heldBytes);
+  }
+
+  /**
+   * The sink is failing: moves every memory item (in flight or queued) to the spool, oldest first, and
+   * acks them. Checkpoints then advance during an outage, and a crash loses nothing the spool holds.
+   */
+  #spillMemory(): Promise<void> {
+    const run = this.#chain.then(async () => {
+      const spool = this.#spool as Spool;
+      const items = [...this.#inflight, ...this.#queue.slice(this.#queueHead)]
+        .filter((item) => !item.spilled)
+        .sort((a, b) => a.seq - b.seq);
+      this.#queue = [];
+      this.#queueHead = 0;
+      for (const item of items) {
+        item.spilled = true;
+        item.controller.abort();
+      }
+      for (const item of items) {
+        const written = await spool.append(item.payload, this.#abort.signal);
+        this.#unhold(item.bytes);
+        if (written) {
+          this.#m.spooledRecords.inc(this.#label, item.payload.records);
+          this.#m.spooledBytesTotal.inc(this.#label, item.bytes);
+          release(item.refs);
+        } else if (this.#abort.signal.aborted) {
+          this.#hold(item.bytes);
+          this.#aborted.push(item);
+        } else {
+          release(item.refs); // refused as larger than the whole spool, counted by the spool
+        }
+      }
+      this.#m.spoolBytes.set(this.#label, spool.bytes);
+    });
+    this.#chain = run.catch(() => undefined);
+    return run;
   }
 
   #hold(bytes: number): void {
@@ -320,21 +376,32 @@ class DeliveryImpl<T> implements Delivery<T> {
         continue;
       }
       if (work.kind === 'memory') {
-        this.#inflightMemory++;
-        const done = await this.#deliver(work.item.payload);
-        this.#inflightMemory--;
-        if (done) {
-          this.#unhold(work.item.bytes);
-          release(work.item.refs);
+        const item = work.item;
+        this.#inflight.add(item);
+        const outcome = await this.#deliver(
+          item.payload,
+          AbortSignal.any([this.#abort.signal, item.controller.signal]),
+          () => this.#canSpill(),
+        );
+        this.#inflight.delete(item);
+        if (item.spilled) {
+          // Moved to the spool by a spill; the spill released it.
+        } else if (outcome === 'done') {
+          this.#unhold(item.bytes);
+          release(item.refs);
+        } else if (outcome === 'spill') {
+          this.#inflight.add(item);
+          await this.#spillMemory();
+          this.#inflight.delete(item);
         } else {
-          this.#aborted.push(work.item);
+          this.#aborted.push(item);
         }
       } else {
-        const bytes = work.entry.bytes;
+        const bytes = work.entry.payload.body.length;
         this.#hold(bytes);
-        const done = await this.#deliver(work.entry.payload);
+        const outcome = await this.#deliver(work.entry.payload, this.#abort.signal, () => false);
         this.#unhold(bytes);
-        if (done) work.entry.done();
+        if (outcome === 'done') work.entry.done();
         this.#m.spoolBytes.set(this.#label, this.#spool?.bytes ?? 0);
       }
       this.#signal();
@@ -345,16 +412,21 @@ class DeliveryImpl<T> implements Delivery<T> {
     this.#abort.signal.addEventListener('abort', () => resolve(), { once: true }),
   );
 
-  /** Sends one payload until it succeeds or fails for good (true), or shutdown aborts it (false). */
-  async #deliver(payload: Payload): Promise<boolean> {
+  /**
+   * Sends one payload until it succeeds or fails for good ('done'), `signal` aborts it ('aborted'), or
+   * it fails retryably while `canSpill()` ('spill': the caller moves it to the spool instead of waiting).
+   */
+  async #deliver(payload: Payload, signal: AbortSignal, canSpill: () => boolean): Promise<Outcome> {
     const retry = this.#c.retry;
     const startedAt = Date.now();
     for (let attempt = 0; ; attempt++) {
-      if (this.#abort.signal.aborted) return false;
+      const wait = this.#resumeAt - Date.now();
+      if (wait > 0 && !(await sleep(wait, signal))) return 'aborted';
+      if (signal.aborted) return 'aborted';
       const t0 = performance.now();
       let result: ExportResult;
       try {
-        result = await this.#o.sender.send(payload, this.#abort.signal);
+        result = await this.#o.sender.send(payload, signal);
       } catch (err) {
         result = { status: 'retryable', error: err as Error };
       }
@@ -366,7 +438,7 @@ class DeliveryImpl<T> implements Delivery<T> {
           this.#failing = false;
           this.#log.info('The sink accepts requests again');
         }
-        return true;
+        return 'done';
       }
       if (result.status === 'failure') {
         this.#m.failedRequests.inc({ ...this.#label, kind: 'permanent' });
@@ -377,9 +449,9 @@ class DeliveryImpl<T> implements Delivery<T> {
           result.error,
           'Dropped a batch the sink refused: it will not be retried',
         );
-        return true;
+        return 'done';
       }
-      if (this.#abort.signal.aborted) return false;
+      if (signal.aborted) return 'aborted';
       this.#m.failedRequests.inc({ ...this.#label, kind: 'retryable' });
       const delay = Math.min(
         result.retryAfterMs ?? backoffDelay(attempt, retry.initial_interval, retry.max_interval),
@@ -393,14 +465,16 @@ class DeliveryImpl<T> implements Delivery<T> {
           result.error,
           'Dropped a batch: retry.max_elapsed_time passed',
         );
-        return true;
+        return 'done';
       }
       if (!this.#failing) {
         this.#failing = true;
         this.#log.warn({ err: result.error, retryInMs: delay }, 'Export failed, retrying with backoff');
       }
       this.#m.retries.inc(this.#label);
-      if (!(await sleep(delay, this.#abort.signal))) return false;
+      this.#resumeAt = Math.max(this.#resumeAt, Date.now() + delay);
+      if (canSpill()) return 'spill';
+      if (!(await sleep(delay, signal))) return 'aborted';
     }
   }
 
@@ -418,7 +492,7 @@ class DeliveryImpl<T> implements Delivery<T> {
       this.#draining = true;
       this.#signal();
       // Keep sending from memory until it is empty or the deadline aborts.
-      while (this.#started && (this.#queueHead < this.#queue.length || this.#inflightMemory > 0)) {
+      while (this.#started && (this.#queueHead < this.#queue.length || this.#inflight.size > 0)) {
         if (this.#abort.signal.aborted) break;
         await Promise.race([this.#wakeup, this.#abortPromise]);
       }

@@ -11,6 +11,7 @@ import { silentLogger } from '../../../agent/telemetry/logger.ts';
 
 interface Harness {
   stateDir: string;
+  started: { shutdown(): Promise<void> }[];
   metrics: Registry;
   sent: string[][];
   attempts: number;
@@ -18,8 +19,12 @@ interface Harness {
 
 async function harness(t: { after(fn: () => Promise<void>): void }): Promise<Harness> {
   const stateDir = await mkdtemp(join(tmpdir(), 'lc-delivery-'));
-  t.after(() => rm(stateDir, { recursive: true, force: true }));
-  return { stateDir, metrics: new Registry(), sent: [], attempts: 0 };
+  const h: Harness = { stateDir, started: [], metrics: new Registry(), sent: [], attempts: 0 };
+  t.after(async () => {
+    for (const d of h.started) await d.shutdown();
+    await rm(stateDir, { recursive: true, force: true });
+  });
+  return h;
 }
 
 /** Encodes string items as a JSON array body. */
@@ -57,7 +62,7 @@ async function metricValue(
 }
 
 function make(h: Harness, sender: Sender, config: Record<string, unknown> = {}) {
-  return createDelivery<string>({
+  const d = createDelivery<string>({
     id: 'test',
     config: deliveryConfigSchema.parse(config),
     encode,
@@ -65,7 +70,17 @@ function make(h: Harness, sender: Sender, config: Record<string, unknown> = {}) 
     sender,
     deps: { logger: silentLogger(), metrics: h.metrics, stateDir: h.stateDir },
   });
+  h.started.push(d);
+  return d;
 }
+
+/** A sink that never answers: each request hangs until the delivery aborts it. */
+const hangingSender: Sender = {
+  send: (_payload, signal) =>
+    new Promise((resolve) =>
+      signal.addEventListener('abort', () => resolve({ status: 'retryable', error: new Error('aborted') })),
+    ),
+};
 
 test('batches by bytes and by age, and acks each source batch once after its records are sent', async (t) => {
   const h = await harness(t);
@@ -92,11 +107,11 @@ test('retries a retryable failure honouring retryAfterMs, then succeeds', async 
   );
   await d.start();
   const t0 = Date.now();
-  let ackedAt = 0;
-  await d.consume({ records: ['x'], ack: () => (ackedAt = Date.now()) });
-  while (!ackedAt) await new Promise((r) => setTimeout(r, 10));
+  await d.consume({ records: ['x'], ack: () => {} });
+  while (h.sent.length === 0) await new Promise((r) => setTimeout(r, 10));
+  const sentAt = Date.now();
   await d.shutdown();
-  assert.ok(ackedAt - t0 >= 300, `acked after ${ackedAt - t0} ms`);
+  assert.ok(sentAt - t0 >= 300, `sent after ${sentAt - t0} ms`);
   assert.equal(h.attempts, 2);
   assert.equal(await metricValue(h.metrics, 'labelcast_exporter_retries_total'), 1);
 });
@@ -161,14 +176,7 @@ test('spills to the spool beyond queue_bytes, acks spooled batches, and replays 
 
 test('shutdown spools what it cannot send in time, and a restart replays it before new records', async (t) => {
   const h = await harness(t);
-  const down = make(
-    h,
-    recordingSender(h, () => ({ status: 'retryable', error: new Error('down') })),
-    {
-      max_delay: '10ms',
-      shutdown_timeout: '200ms',
-    },
-  );
+  const down = make(h, hangingSender, { max_delay: '10ms', shutdown_timeout: '200ms' });
   await down.start();
   let acked = 0;
   await down.consume({ records: ['old-1', 'old-2'], ack: () => acked++ });
@@ -295,4 +303,56 @@ test('shutdown before start and twice is safe', async (t) => {
   await d.shutdown();
   await d.shutdown();
   await assert.rejects(d.consume({ records: ['x'], ack: () => {} }), /shut down/);
+});
+
+test('when the sink fails, payloads held in memory move to the spool in order and are acked', async (t) => {
+  const h = await harness(t);
+  let down = true;
+  const d = make(
+    h,
+    recordingSender(h, () =>
+      down ? { status: 'retryable', error: new Error('down') } : { status: 'success' },
+    ),
+    {
+      max_batch_bytes: 1,
+      max_delay: '10ms',
+      concurrency: 1,
+      retry: { initial_interval: '50ms', max_interval: '50ms' },
+    },
+  );
+  await d.start();
+  const acked: string[] = [];
+  for (const r of ['a', 'b', 'c', 'd', 'e']) await d.consume({ records: [r], ack: () => acked.push(r) });
+  const deadline = Date.now() + 5000;
+  while (acked.length < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(acked.sort(), ['a', 'b', 'c', 'd', 'e'], 'durable on disk, so acked during the outage');
+  assert.equal((await metricValue(h.metrics, 'labelcast_exporter_queue_bytes')) <= 30, true);
+  down = false;
+  while (h.sent.flat().length < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(h.sent.flat(), ['a', 'b', 'c', 'd', 'e']);
+});
+
+test('a Retry-After holds every sender, also for payloads replayed from the spool', async (t) => {
+  const h = await harness(t);
+  const at: number[] = [];
+  const d = make(
+    h,
+    {
+      async send() {
+        at.push(Date.now());
+        return at.length === 1
+          ? { status: 'retryable', error: new Error('slow down'), retryAfterMs: 500 }
+          : { status: 'success' };
+      },
+    },
+    { max_delay: '10ms' },
+  );
+  await d.start();
+  let acked = 0;
+  await d.consume({ records: ['x'], ack: () => acked++ });
+  while (at.length < 2) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(
+    (at[1] as number) - (at[0] as number) >= 480,
+    `retried after ${(at[1] as number) - (at[0] as number)} ms`,
+  );
 });

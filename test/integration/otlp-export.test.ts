@@ -1,0 +1,308 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, before, test } from 'node:test';
+import type Docker from 'dockerode';
+import { Registry } from 'prom-client';
+import { createDockerClient, resolveDockerTarget } from '../../agent/docker/client.ts';
+import { otlpHttpExporterConfigSchema } from '../../agent/exporters/otlp-http/config.ts';
+import { createOtlpHttpExporter } from '../../agent/exporters/otlp-http/index.ts';
+import { mappingConfigSchema, metadataConfigSchema } from '../../agent/metadata/config.ts';
+import { createMetadata, type Metadata } from '../../agent/metadata/index.ts';
+import { createMapper } from '../../agent/metadata/mapping.ts';
+import { openCheckpointStore } from '../../agent/pipeline/checkpoints.ts';
+import { createEnrichStage } from '../../agent/pipeline/enrich.ts';
+import type { Component } from '../../agent/pipeline/types.ts';
+import { jsonFileConfigSchema } from '../../agent/receivers/json-file/config.ts';
+import { createJsonFileReceiver } from '../../agent/receivers/json-file/index.ts';
+import { silentLogger } from '../../agent/telemetry/logger.ts';
+import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
+import { type OtlpReceiver, type ReceivedLogRecord, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
+
+let engine: Engine;
+let docker: Docker;
+let metadata: Metadata;
+let dir: string;
+
+before(async () => {
+  engine = await startEngine();
+  dir = await mkdtemp(join(tmpdir(), 'lc-otlp-it-'));
+  docker = createDockerClient(resolveDockerTarget({ host: engine.host }));
+  metadata = createMetadata({
+    docker,
+    mapper: createMapper(mappingConfigSchema.parse({})),
+    config: metadataConfigSchema.parse({}),
+    logger: silentLogger(),
+    metrics: new Registry(),
+  });
+  await metadata.watcher.start();
+  await metadata.ready;
+});
+
+after(async () => {
+  await metadata?.watcher.shutdown();
+  await engine?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** json_file → enrich → otlp_http → the spec OTLP receiver, in this process. */
+async function startPipeline(
+  receiver: OtlpReceiver,
+  exporter: Record<string, unknown> = {},
+): Promise<{ metrics: Registry; close(): Promise<void> }> {
+  const metrics = new Registry();
+  const stateDir = await mkdtemp(join(dir, 'state-'));
+  const otlp = createOtlpHttpExporter(
+    'otlp_http',
+    otlpHttpExporterConfigSchema.parse({
+      endpoint: receiver.url,
+      delivery: { max_delay: '50ms', retry: { initial_interval: '100ms' } },
+      ...exporter,
+    }),
+    { logger: silentLogger(), metrics, stateDir },
+    {},
+  );
+  const enrich = createEnrichStage({
+    store: metadata.store,
+    next: otlp,
+    maxWaitMs: 2000,
+    logger: silentLogger(),
+    metrics,
+  });
+  const jsonFile = createJsonFileReceiver(
+    // Containers of earlier tests are skipped (end); ones started from now on are read from their first line.
+    jsonFileConfigSchema.parse({ docker_root: engine.dataRoot, start_at: 'end' }),
+    {
+      docker,
+      store: metadata.store,
+      consumer: enrich,
+      checkpoints: await openCheckpointStore(join(stateDir, 'checkpoints'), silentLogger()),
+      logger: silentLogger(),
+      metrics,
+    },
+  );
+  const components: Component[] = [otlp, enrich, jsonFile];
+  for (const c of components) await c.start();
+  return {
+    metrics,
+    async close() {
+      for (const c of components.reverse()) await c.shutdown();
+    },
+  };
+}
+
+/** The engine's own record of a container's lines, with its RFC3339Nano time as exact nanoseconds. */
+function engineLines(id: string): { line: string; stream: string; ns: string }[] {
+  const file = join(engine.dataRoot, 'containers', id, `${id}-json.log`);
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const { log, stream, time } = JSON.parse(l) as { log: string; stream: string; time: string };
+      const m = /^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?Z$/.exec(time);
+      assert.ok(m, `unexpected time ${time}`);
+      const seconds = BigInt(Date.parse(`${m[1]}Z`) / 1000);
+      return {
+        line: log.replace(/\n$/, ''),
+        stream,
+        ns: String(seconds * 1_000_000_000n + BigInt((m[2] ?? '').padEnd(9, '0'))),
+      };
+    });
+}
+
+async function until(what: string, check: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const ofContainer = (receiver: OtlpReceiver, id: string): ReceivedLogRecord[] =>
+  receiver.logRecords().filter((r) => r.resource['container.id'] === id);
+
+/** Runs the labelled app image; it stays up after logging, like a service would. */
+function runApp(name: string, script: string): Promise<string> {
+  return engine.docker(
+    'run',
+    '-d',
+    '--name',
+    name,
+    '--network',
+    'none',
+    TEST_IMAGES.app,
+    'sh',
+    '-c',
+    `${script}; exec sleep 300`,
+  );
+}
+
+for (const encoding of ['protobuf', 'json'] as const) {
+  test(`${encoding}: a real container's lines arrive enriched, with the exact Resource and nanosecond timestamps`, async (t) => {
+    const receiver = await startOtlpReceiver();
+    const pipeline = await startPipeline(receiver, { encoding });
+    t.after(async () => {
+      await pipeline.close();
+      await receiver.close();
+    });
+    const name = `api-${encoding}`;
+    const id = await runApp(name, `seq 1 300 | sed 's/^/line /'; echo 'disk full' >&2`);
+    await until('301 records', () => ofContainer(receiver, id).length >= 301, 30_000);
+
+    const entry = await metadata.store.resolve(id);
+    assert.ok(entry);
+    const records = ofContainer(receiver, id);
+    const expectedResource = Object.fromEntries(
+      Object.entries(entry.attributes).map(([k, v]) => [k, typeof v === 'string' ? v : [...v]]),
+    );
+    for (const r of records) assert.deepEqual(r.resource, expectedResource);
+    // Spot-check the Resource against the image labels themselves, not only against the store.
+    const resource = records[0]?.resource ?? {};
+    assert.equal(resource['container.id'], id);
+    assert.equal(resource['container.name'], name);
+    assert.equal(resource['vcs.ref.head.revision'], APP_REVISION);
+    assert.equal(resource['vcs.repository.url.full'], 'https://github.com/acme/api');
+    assert.equal(resource['service.name'], 'api');
+    assert.equal(resource['service.version'], '2.3.1');
+    assert.equal(resource['support.contact'], 'oncall-api@example.com');
+    assert.equal(resource['container.label.com.example.db-password'], '[REDACTED]');
+    assert.equal(resource['container.image.name'], 'labelcast-test/app');
+    assert.deepEqual(resource['container.image.tags'], ['2.3.1']);
+
+    const truth = engineLines(id);
+    assert.equal(records.length, truth.length);
+    assert.deepEqual(
+      records.map((r) => [r.body, r.attributes['log.iostream'], r.timeUnixNano]),
+      truth.map((l) => [l.line, l.stream, l.ns]),
+      'bodies, streams and nanosecond timestamps are the engine’s',
+    );
+    assert.ok(records.every((r) => BigInt(r.observedTimeUnixNano) >= BigInt(r.timeUnixNano)));
+    const stderr = records.find((r) => r.attributes['log.iostream'] === 'stderr');
+    assert.equal(stderr?.body, 'disk full');
+    assert.ok(stderr?.severityNumber, 'stderr lines carry a severity');
+    assert.equal(records[0]?.scope.name, 'labelcast');
+    const type = encoding === 'json' ? 'application/json' : 'application/x-protobuf';
+    assert.ok(receiver.requests.every((r) => r.contentType === type && r.contentEncoding === 'gzip'));
+  });
+}
+
+interface Child {
+  readonly process: ChildProcess;
+  readonly status: { queueBytes: number; spoolBytes: number; sent: number; rss: number }[];
+  readonly exited: Promise<number | null>;
+}
+
+/** Starts test/helpers/otlp-export-child.ts: the same log path in its own process, so it can be killed. */
+function startChild(
+  stateDir: string,
+  endpoint: string,
+  exporter: Record<string, unknown>,
+  startAt: 'beginning' | 'end' = 'beginning',
+): Child {
+  const child = spawn(
+    'node_modules/.bin/node',
+    [
+      'test/helpers/otlp-export-child.ts',
+      JSON.stringify({ dataRoot: engine.dataRoot, stateDir, endpoint, exporter, startAt }),
+    ],
+    { env: { ...process.env, DOCKER_HOST: engine.host }, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const status: Child['status'] = [];
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    const parsed = JSON.parse(line) as Child['status'][number] & { exited?: boolean };
+    if (!parsed.exited) status.push(parsed);
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { process: child, status, exited };
+}
+
+const OUTAGE_MS = 60_000;
+const QUEUE_BYTES = 32 * 1024;
+
+test('a 60 s outage with a SIGKILL in the middle: the spool bounds memory, survives the restart, and every line arrives', async (t) => {
+  const receiver = await startOtlpReceiver();
+  const stateDir = await mkdtemp(join(dir, 'outage-'));
+  const outageEnds = Date.now() + OUTAGE_MS;
+  receiver.respond(() => (Date.now() < outageEnds ? { status: 503 } : { status: 200 }));
+  const exporter = {
+    delivery: {
+      max_batch_bytes: '16KiB',
+      max_delay: '100ms',
+      queue_bytes: QUEUE_BYTES,
+      spool: { segment_bytes: '64KiB' },
+      retry: { initial_interval: '200ms', max_interval: '1s' },
+    },
+  };
+  let child = startChild(stateDir, receiver.url, exporter);
+  t.after(async () => {
+    child.process.kill('SIGKILL');
+    await child.exited;
+    await receiver.close();
+  });
+  await until('the child to start', () => child.status.length > 0, 30_000);
+  // 20,000 lines over about 20 s, while the sink answers 503.
+  const id = await runApp(
+    'api-outage',
+    `seq 1 20 | while read b; do seq $((b*1000-999)) $((b*1000)) | sed 's/^/line /'; sleep 1; done`,
+  );
+
+  await new Promise((r) => setTimeout(r, 25_000));
+  const before = child.status;
+  assert.ok(receiver.requests.length > 0 && receiver.requests.every((r) => r.reply.status === 503));
+  assert.equal(receiver.logRecords().length, 0);
+  const spooled = Math.max(...before.map((s) => s.spoolBytes));
+  assert.ok(spooled > 0, 'the spool took what memory could not hold');
+  const maxQueue = Math.max(...before.map((s) => s.queueBytes));
+  assert.ok(maxQueue <= QUEUE_BYTES, `memory queue peaked at ${maxQueue} bytes (bound ${QUEUE_BYTES})`);
+  const segments = (await readdir(join(stateDir, 'spool', 'otlp_http'))).filter((f) => f.endsWith('.seg'));
+  assert.ok(segments.length > 0);
+
+  child.process.kill('SIGKILL');
+  assert.equal(await child.exited, null);
+  child = startChild(stateDir, receiver.url, exporter);
+
+  const lines = Array.from({ length: 20_000 }, (_, i) => `line ${i + 1}`);
+  await until(
+    'every line after recovery',
+    () => new Set(ofContainer(receiver, id).map((r) => r.body)).size >= lines.length,
+    OUTAGE_MS + 60_000,
+  );
+  const received = ofContainer(receiver, id);
+  const firstAccepted = receiver.requests.find((r) => r.reply.status === 200);
+  assert.ok(firstAccepted && firstAccepted.at >= outageEnds, 'nothing was accepted during the outage');
+  assert.deepEqual([...new Set(received.map((r) => r.body))].sort(), [...lines].sort());
+  // Spooled batches are acknowledged, so the restart re-reads only what was not yet durable: the
+  // batches in flight between the receiver and the spool when the process was killed.
+  const duplicates = received.length - lines.length;
+  console.log(`outage test: ${duplicates} duplicate lines after SIGKILL`);
+  assert.ok(duplicates <= 2000, `duplicates: ${duplicates}`);
+  const maxQueueAfter = Math.max(...child.status.map((s) => s.queueBytes));
+  assert.ok(maxQueueAfter <= QUEUE_BYTES, `memory queue peaked at ${maxQueueAfter} bytes after restart`);
+  assert.ok(received.every((r) => r.resource['vcs.ref.head.revision'] === APP_REVISION));
+});
+
+test('SIGTERM flushes: a batch still waiting for max_delay is sent before the process exits 0', async (t) => {
+  const receiver = await startOtlpReceiver();
+  const stateDir = await mkdtemp(join(dir, 'flush-'));
+  const child = startChild(stateDir, receiver.url, { delivery: { max_delay: '1h' } }, 'end');
+  t.after(async () => {
+    child.process.kill('SIGKILL');
+    await child.exited;
+    await receiver.close();
+  });
+  await until('the child to start', () => child.status.length > 0, 30_000);
+  const id = await runApp('api-flush', 'seq 1 500 | sed "s/^/flush /"');
+  await until('the container to log', () => engineLines(id).length === 500, 10_000);
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(ofContainer(receiver, id).length, 0, 'nothing is sent before max_delay');
+  child.process.kill('SIGTERM');
+  assert.equal(await child.exited, 0);
+  assert.deepEqual(
+    ofContainer(receiver, id).map((r) => r.body),
+    engineLines(id).map((l) => l.line),
+  );
+});
