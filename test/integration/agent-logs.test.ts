@@ -297,6 +297,28 @@ test('after SIGKILL mid-stream the restarted agent loses no line and repeats at 
   t.diagnostic(`duplicates after SIGKILL: ${duplicates}`);
 });
 
+test('after SIGTERM mid-stream the agent exits 0 and a restart resumes with no loss and no duplicate', async (t) => {
+  const stateDir = await mkdtemp(join(root, 'state-'));
+  const first = await startAgent(stateDir);
+  t.after(() => first.kill());
+  const id = await run(TEST_IMAGES.base, 'sh', '-c', STREAM);
+  await waitFor('the stream to be under way', () => first.of(id).length >= 1500, undefined, first);
+  assert.equal(await first.stop(), 0);
+  const cut = first.of(id);
+  assert.ok(cut.length < 6000, 'the agent was stopped mid-stream');
+  const second = await startAgent(stateDir);
+  t.after(() => second.kill());
+  await waitFor(
+    'the rest of the stream',
+    () => second.of(id).some((l) => l.body === 'line-6000'),
+    30_000,
+    second,
+  );
+  assert.equal(await second.stop(), 0);
+  // Shutdown flushed the checkpoint of everything it printed: the second run starts right after it.
+  assert.equal(assertNoLoss(await engineLog(id), cut, second.of(id)), 0);
+});
+
 test('a dockerd restart mid-stream loses no line and repeats none', async (t) => {
   const stateDir = await mkdtemp(join(root, 'state-'));
   const agent = await startAgent(stateDir);
