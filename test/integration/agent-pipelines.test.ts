@@ -12,6 +12,7 @@ import { after, before, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { type Agent, createAgent } from '../../agent/agent.ts';
 import { loadConfig } from '../../agent/config/load.ts';
+import type { FluentForwardReceiver } from '../../agent/receivers/fluent-forward/index.ts';
 import type { OtlpHttpReceiver } from '../../agent/receivers/otlp-http/index.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
@@ -24,6 +25,7 @@ let otlp: OtlpReceiver;
 let loki: LokiReceiver;
 let agent: Agent;
 let stdoutText = '';
+const metrics = new Registry();
 
 before(async () => {
   engine = await startEngine();
@@ -39,6 +41,8 @@ receivers:
     docker_root: ${engine.dataRoot}
   otlp_http:
     listen: 127.0.0.1:0
+  fluent_forward:
+    listen: 127.0.0.1:0
 exporters:
   stdout: {}
   loki:
@@ -51,7 +55,7 @@ exporters:
       max_delay: 100ms
 pipelines:
   logs:
-    receivers: [json_file, otlp_http]
+    receivers: [json_file, otlp_http, fluent_forward]
     exporters: [otlp_http, loki, stdout]
   traces:
     receivers: [otlp_http]
@@ -66,7 +70,7 @@ pipelines:
   });
   agent = await createAgent(loadConfig({ file, env: {} }), {
     logger: silentLogger(),
-    metrics: new Registry(),
+    metrics,
     env: { DOCKER_HOST: engine.host },
     stdout,
   });
@@ -177,4 +181,30 @@ test('a span sent to the otlp_http receiver with a container.id leaves with that
   assert.equal(attrs['vcs.ref.head.revision'], APP_REVISION);
   assert.equal(attrs['support.contact'], 'oncall-api@example.com');
   assert.equal(resourceSpans[0]!.scopeSpans[0]!.spans[0]!.name, 'GET /cart');
+});
+
+test('the first line a fluentd-driver container sends, possibly before its start event, is enriched', async () => {
+  const receiver = agent.receivers.find((r) => r.name === 'fluent_forward') as FluentForwardReceiver;
+  const id = await engine.docker(
+    'run',
+    '-d',
+    '--network',
+    'none',
+    '--log-driver',
+    'fluentd',
+    '--log-opt',
+    `fluentd-address=tcp://${receiver.address().tcp}`,
+    TEST_IMAGES.app,
+    'sh',
+    '-c',
+    'echo via-fluentd; sleep 1',
+  );
+  const line = await waitFor('the fluentd line', () =>
+    otlp.logRecords().find((r) => r.body === 'via-fluentd'),
+  );
+  assert.equal(line.resource['container.id'], id);
+  assert.equal(line.resource['support.contact'], 'oncall-api@example.com');
+  const unenriched = (await metrics.getSingleMetric('labelcast_enrich_records_unenriched_total')!.get())
+    .values;
+  assert.equal(unenriched[0]?.value ?? 0, 0);
 });
