@@ -4,7 +4,6 @@ import {
   detectSeverity,
   newLineFields,
   parseLine,
-  parseLineWithJsonParse,
   parseTimeNano,
 } from '../../../agent/receivers/json-file/parse.ts';
 
@@ -16,7 +15,7 @@ function engineLine(log: string, stream: string, time: string, attrs?: Record<st
 
 const T = '2026-12-04T15:22:44.123456789Z';
 
-test('the scanner decodes plain, escaped, unicode and partial log values like JSON.parse does', () => {
+test('plain, escaped, unicode and partial log values are decoded exactly', () => {
   const cases = [
     'GET /index.html HTTP/1.1 200\n',
     'with "quotes" and \\backslashes\\ and a tab\t\n',
@@ -31,10 +30,8 @@ test('the scanner decodes plain, escaped, unicode and partial log values like JS
     for (const stream of ['stdout', 'stderr']) {
       const line = engineLine(log, stream, T);
       const fast = newLineFields();
-      const slow = newLineFields();
       assert.equal(parseLine(line, fast), true, line);
-      assert.equal(parseLineWithJsonParse(line, slow), true, line);
-      assert.deepEqual(fast, slow, line);
+      assert.equal(fast.attrs, undefined);
       assert.equal(fast.log, log);
       assert.equal(fast.stream, stream);
       assert.equal(fast.time, T);
