@@ -47,7 +47,7 @@ export function register(program: Command, ctx: CliContext): void {
   program
     .command('run')
     .description(
-      "collect every container's logs, enrich them with its labels and export them (no config: json_file or docker_logs → stdout)",
+      "collect every container's logs and receive OTLP, enrich them with container labels and export them (no config: json_file or docker_logs, and otlp_http on 127.0.0.1:4318, → stdout)",
     )
     .option(
       '-c, --config <file>',
