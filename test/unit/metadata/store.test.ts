@@ -128,7 +128,7 @@ const listed = (c: Docker.ContainerInspectInfo, status = 'Up 2 hours'): ListedCo
   ImageID: c.Image,
   State: c.State.Running ? 'running' : 'exited',
   Status: c.State.Running ? status : 'Exited (0) 1 minute ago',
-  NetworkSettings: c.NetworkSettings as ListedContainer['NetworkSettings'],
+  NetworkSettings: c.NetworkSettings as NonNullable<ListedContainer['NetworkSettings']>,
 });
 
 test('an entry is found by full id, short id, name, hostname and IP, and carries precomputed attributes', async () => {
