@@ -324,3 +324,57 @@ test('a dockerd restart mid-stream neither loses nor duplicates lines of a resta
   await new Promise((r) => setTimeout(r, 500));
   assert.deepEqual(collector.bodies(id), engineBodies(id));
 });
+
+test('a removed container’s checkpoint is deleted once its tombstone is gone', async (t) => {
+  const { receiver, collector, checkpoints } = await startReceiver(await stateDir(t));
+  t.after(() => receiver.shutdown());
+  const id = await engine.docker(
+    'run',
+    '-d',
+    '--network',
+    'none',
+    TEST_IMAGES.base,
+    'sh',
+    '-c',
+    'seq 1 10; sleep 30',
+  );
+  await until('ten lines', () => collector.bodies(id).length === 10);
+  await until('the checkpoint', () => checkpoints.get(checkpointKey(id)) !== undefined, 5000);
+  await engine.docker('rm', '-f', id);
+  await until('the checkpoint to go', () => checkpoints.get(checkpointKey(id)) === undefined, 20_000);
+  assert.deepEqual(collector.bodies(id), numbers(1, 10));
+});
+
+test('containers labelled io.labelcast.ignore=true and excluded ids are not read', async (t) => {
+  const { receiver, collector } = await startReceiver(await stateDir(t));
+  t.after(() => receiver.shutdown());
+  const script = 'i=0; while [ $i -lt 50 ]; do echo $i; i=$((i+1)); usleep 20000; done';
+  const ignored = await engine.docker(
+    'run',
+    '-d',
+    '--network',
+    'none',
+    '--label',
+    'io.labelcast.ignore=true',
+    TEST_IMAGES.base,
+    'sh',
+    '-c',
+    script,
+  );
+  const excluded = await engine.docker(
+    'run',
+    '-d',
+    '--network',
+    'none',
+    TEST_IMAGES.base,
+    'sh',
+    '-c',
+    `sleep 1; ${script}`,
+  );
+  receiver.exclude(excluded);
+  const read = await engine.docker('run', '-d', '--network', 'none', TEST_IMAGES.base, 'sh', '-c', script);
+  await engine.docker('wait', ignored, excluded, read);
+  await until('the read container', () => collector.bodies(read).length === 50);
+  assert.equal(collector.bodies(ignored).length, 0);
+  assert.equal(collector.bodies(excluded).length, 0);
+});

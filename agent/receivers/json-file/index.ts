@@ -21,7 +21,7 @@ const CHUNK_BYTES = 256 * 1024;
 /** How long shutdown reads on, and then waits for a tailer whose batch the pipeline has not taken. */
 const SHUTDOWN_WAIT_MS = 5000;
 /** How often a destroyed container's checkpoint is checked for removal. */
-const FORGET_POLL_MS = 10_000;
+const FORGET_POLL_MS = 5000;
 
 async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
