@@ -121,7 +121,6 @@ export const lokiExporterConfigSchema = z
       ctx.addIssue({
         code: 'custom',
         path: ['stream_labels'],
-        input: cfg.stream_labels,
         message:
           `too many stream labels: ${names.size} (stream_labels ${cfg.stream_labels.length} + static labels ` +
           `${Object.keys(cfg.labels).length}) exceeds Loki's limit of ${MAX_STREAM_LABELS} label names per ` +
