@@ -9,7 +9,8 @@
  *    - off: receiver → stdout; records carry only container.id (no enrich stage, no resource);
  *    - on: receiver → enrich stage → stdout with the container's full resource;
  *    - stage bypassed: as `on`, but the receiver's entry goes straight to stdout without the enrich
- *      stage, which isolates the stage (store lookup) from the cost of writing the larger lines.
+ *      stage, which isolates the stage (store lookup) from the cost of writing the larger lines;
+ *    - read only: receiver → a consumer that acks at once (the receiver's own cost).
  *
  * Options: --lines N (default 1,000,000), --rounds N (default 2 runs per mode).
  */
@@ -220,7 +221,7 @@ async function parserBench(logPath: string): Promise<void> {
   );
 }
 
-type Mode = 'off' | 'on' | 'bypass';
+type Mode = 'off' | 'on' | 'bypass' | 'read';
 
 /** One pass of the whole file through receiver → [enrich] → stdout exporter → /dev/null. */
 async function pipelineRun(dockerRoot: string, entry: ContainerEntry, mode: Mode): Promise<number> {
@@ -242,7 +243,8 @@ async function pipelineRun(dockerRoot: string, entry: ContainerEntry, mode: Mode
   const counting: Consumer<LogBatch> = {
     async consume(batch) {
       records += batch.records.length;
-      await exporter.consume(batch);
+      if (mode === 'read') batch.ack();
+      else await exporter.consume(batch);
       if (records >= LINES) done();
     },
   };
@@ -294,10 +296,10 @@ async function main(): Promise<void> {
       `json-file log: ${LINES.toLocaleString('en')} lines, ${(bytes / 1e6).toFixed(1)} MB, ${Math.round(bytes / LINES)} B/line`,
     );
     const entry = entryFor(logPath);
-    const runs: Record<Mode, number[]> = { off: [], on: [], bypass: [] };
+    const runs: Record<Mode, number[]> = { off: [], on: [], bypass: [], read: [] };
     peakRss = 0;
     for (let r = 0; r < ROUNDS; r++)
-      for (const mode of ['off', 'on', 'bypass'] as const)
+      for (const mode of ['off', 'on', 'bypass', 'read'] as const)
         runs[mode].push(await pipelineRun(root, entry, mode));
     peakRss = Math.max(peakRss, process.memoryUsage.rss());
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -308,6 +310,7 @@ async function main(): Promise<void> {
     show('enrichment off (container.id only)   ', runs.off);
     show('enrichment on (stage + full resource)', runs.on);
     show('enrich stage bypassed, full resource ', runs.bypass);
+    show('read only (receiver, no output)      ', runs.read);
     const pct = (a: number[], b: number[]) => `${((1 - mean(a) / mean(b)) * 100).toFixed(1)} %`;
     console.log(`  overhead, on vs off (end to end)         : ${pct(runs.on, runs.off)}`);
     console.log(`  overhead of the enrich stage (on vs bypass): ${pct(runs.on, runs.bypass)}`);
