@@ -407,7 +407,7 @@ export async function createAgent(input: Config, deps: AgentDeps): Promise<Agent
         const own = excludeSelf();
         // Off unless OTEL_TRACES_EXPORTER=otlp; refuses to trace into its own otlp_http receiver.
         selfTelemetry = startSelfTelemetry({
-          config: {},
+          config: config.telemetry.traces,
           env,
           logger,
           receiverListens: otlpListens,

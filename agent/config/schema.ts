@@ -7,7 +7,7 @@ import { dockerLogsConfigSchema } from '../receivers/docker-logs/config.ts';
 import { fluentForwardConfigSchema } from '../receivers/fluent-forward/config.ts';
 import { jsonFileConfigSchema } from '../receivers/json-file/config.ts';
 import { otlpHttpReceiverConfigSchema } from '../receivers/otlp-http/config.ts';
-import { duration, listenAddress } from './types.ts';
+import { duration, httpUrl, listenAddress } from './types.ts';
 
 /** Component ids are `type` or `type/name` (as in the OpenTelemetry Collector), e.g. `loki/eu`. */
 const componentId = (types: readonly string[]) =>
@@ -88,6 +88,14 @@ export const configSchema = z
         log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
         /** Prometheus /metrics listener; unset disables it. */
         metrics_listen: listenAddress.optional(),
+        /** labelcast's own traces (agent/telemetry/tracing.ts); also enabled by OTEL_TRACES_EXPORTER=otlp. */
+        traces: z
+          .strictObject({
+            enabled: z.boolean().default(false),
+            /** Base URL; `/v1/traces` is appended. Unset: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / _ENDPOINT. */
+            endpoint: httpUrl.optional(),
+          })
+          .prefault({}),
       })
       .prefault({}),
   })

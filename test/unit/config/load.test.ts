@@ -108,7 +108,7 @@ describe('loadConfig', () => {
     assert.deepEqual(
       errorLines(() => loadConfig({ file, env: {} })),
       [
-        `Invalid config ${file}: telemetry.log_levle: unknown key, expected one of log_level, metrics_listen (did you mean log_level?)`,
+        `Invalid config ${file}: telemetry.log_levle: unknown key, expected one of log_level, metrics_listen, traces (did you mean log_level?)`,
       ],
     );
   });
