@@ -12,6 +12,7 @@ import {
 } from '../../../../agent/receivers/otlp-http/index.ts';
 import { silentLogger } from '../../../../agent/telemetry/logger.ts';
 import { SELF_INSTANCE_ID } from '../../../../agent/telemetry/tracing.ts';
+import { lifecycleSuite } from '../../../helpers/lifecycle.ts';
 import { decodeToObject, ExportTraceServiceRequest } from '../../../helpers/otlp-proto.ts';
 
 const ID = 'c'.repeat(64);
@@ -313,4 +314,30 @@ describe('otlp_http receiver config', () => {
     );
     assert.equal(otlpHttpReceiverConfigSchema.safeParse({ target: 'label:role=app' }).success, true);
   });
+});
+
+lifecycleSuite('otlp_http receiver', async () => {
+  const fwd = forwarder();
+  const receiver = createOtlpHttpReceiver(otlpHttpReceiverConfigSchema.parse({ listen: '127.0.0.1:0' }), {
+    store,
+    forwarders: { traces: [fwd] },
+    logger: silentLogger(),
+    metrics: new Registry(),
+  });
+  return {
+    component: receiver,
+    async send() {
+      for (let i = 0; i < 3; i++) {
+        const reply = await post(
+          receiver.address(),
+          '/v1/traces',
+          traceBody([str('container.id', ID)]),
+          PROTO,
+        );
+        assert.equal(reply.status, 200);
+      }
+      return 3;
+    },
+    received: () => fwd.got.length,
+  };
 });
