@@ -60,8 +60,10 @@ export function createWatcher(deps: WatcherDeps): Watcher {
   let loop: Promise<void> | undefined;
   let subscription: EventSubscription | undefined;
   let wake: (() => void) | undefined;
-  /** The newest event applied, in the engine's clock: `since` for the next subscription. */
+  /** The newest event seen, in the engine's clock: `since` for the next subscription. */
   let lastEventNano: bigint | undefined;
+  /** `since` of the current subscription: events up to it were seen on an earlier one. */
+  let replayedUpTo: bigint | undefined;
   /** Per container / image: the tail of its event queue, so its events apply in order. */
   const queues = new Map<string, Promise<void>>();
   let resolveReady: () => void = () => {};
@@ -81,9 +83,10 @@ export function createWatcher(deps: WatcherDeps): Watcher {
   }
 
   function onEvent(event: DockerEvent): void {
-    // A reconnect with `since` replays what the agent may have missed; skip what it already applied.
-    if (lastEventNano !== undefined && event.timeNano !== 0n && event.timeNano <= lastEventNano) return;
-    if (event.timeNano !== 0n) lastEventNano = event.timeNano;
+    // A reconnect with `since` replays from the newest event already seen; skip those. Only against
+    // that mark: live events of different containers can arrive slightly out of timeNano order.
+    if (replayedUpTo !== undefined && event.timeNano <= replayedUpTo) return;
+    if (lastEventNano === undefined || event.timeNano > lastEventNano) lastEventNano = event.timeNano;
     if (event.type === 'container') enqueue(event.id, () => applyContainer(event));
     else if (event.type === 'image') enqueue(`image:${event.id}`, () => applyImage(event));
   }
@@ -142,6 +145,7 @@ export function createWatcher(deps: WatcherDeps): Watcher {
       let phase: 'events' | 'container_list' = 'events';
       try {
         store.countRequest('events');
+        replayedUpTo = lastEventNano;
         subscription = await subscribeEvents(docker, {
           since: lastEventNano,
           filters: { type: ['container', 'image'], event: [...CONTAINER_ACTIONS, ...IMAGE_ACTIONS] },
