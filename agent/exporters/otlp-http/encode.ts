@@ -3,8 +3,9 @@ import type { Attributes, AttributeValue, ContainerEntry } from '../../metadata/
 import type { LogRecord } from '../../pipeline/types.ts';
 
 /*
- * A hand-written encoder for ExportLogsServiceRequest (opentelemetry-proto logs/v1). It sizes every
- * message first and writes into one exact buffer, and reuses each container's Resource bytes. The
+ * A hand-written encoder for ExportLogsServiceRequest (opentelemetry-proto logs/v1). Records are
+ * written as they arrive into one buffer per container; a batch is then assembled with each
+ * container's Resource bytes, encoded once per container. The
  * bench (npm run bench:export) measured it against protobufjs's generated encoder: see
  * docs/otlp-exporter.md. Tests decode its output with the official protos.
  *
@@ -74,16 +75,51 @@ const STREAM_ATTRIBUTE = {
 
 /** Containers with no metadata: their Resource carries only `container.id`. Bounded by clearing. */
 const MAX_BARE_RESOURCES = 4096;
+/** Group buffers kept for reuse between batches. */
+const MAX_POOLED = 16;
+const GROUP_BYTES = 64 * 1024;
+
+/** Fixed64 timestamps through a typed array: several times cheaper than writeBigUInt64LE per call. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const u64 = new BigUint64Array(1);
+const u64Bytes = new Uint8Array(u64.buffer);
+
+function writeFixed64(buf: Buffer, pos: number, value: bigint): void {
+  if (LITTLE_ENDIAN) {
+    u64[0] = value;
+    buf.set(u64Bytes, pos);
+  } else buf.writeBigUInt64LE(value, pos);
+}
+
+/** The encoded `ScopeLogs.log_records` of one container in the open batch. */
+interface ProtoGroup {
+  readonly resource: Buffer;
+  buf: Buffer;
+  len: number;
+}
+
+/** The JSON `ResourceLogs` of one container in the open batch. */
+interface JsonGroup {
+  readonly head: string;
+  readonly records: string[];
+}
 
 /**
- * Encodes records into OTLP logs requests. One `ResourceLogs` per container; the container's Resource
- * is encoded once per ContainerEntry version (entries are immutable) and reused for every batch.
+ * Encodes records into OTLP logs requests: one `ResourceLogs` per container, whose Resource is
+ * encoded once per ContainerEntry version (entries are immutable) and reused for every batch.
+ * `add` encodes records as they arrive, grouped by container, keeping only bytes; `finish*` closes
+ * the batch into one request body.
  */
 export class OtlpLogsEncoder {
   readonly #protoResources = new WeakMap<ContainerEntry, Buffer>();
   readonly #jsonResources = new WeakMap<ContainerEntry, string>();
   readonly #bareProto = new Map<string, Buffer>();
   readonly #bareJson = new Map<string, string>();
+  readonly #proto = new Map<ContainerEntry | string, ProtoGroup>();
+  readonly #json = new Map<ContainerEntry | string, JsonGroup>();
+  readonly #pool: Buffer[] = [];
+  /** Reused across batches: one request body is finished, then compressed or copied, then the next. */
+  #scratch: Buffer = Buffer.allocUnsafe(0);
 
   /** The encoded `ResourceLogs.resource` of a record's container. */
   protoResource(record: LogRecord): Buffer {
@@ -105,120 +141,144 @@ export class OtlpLogsEncoder {
     return bytes;
   }
 
-  /** `application/x-protobuf` ExportLogsServiceRequest. */
-  protobuf(records: readonly LogRecord[]): Buffer {
-    const groups = groupByContainer(records);
-    const n = records.length;
-    const recordLengths = new Int32Array(n);
-    const bodyLengths = new Int32Array(n);
-    const extras: (Buffer | undefined)[] = new Array(n);
-    const groupLengths: number[] = [];
-    const resources: Buffer[] = [];
-    let total = 0;
-    let i = 0;
-    for (const group of groups) {
-      const resource = this.protoResource(group[0] as LogRecord);
-      resources.push(resource);
-      let scopeLogs = SCOPE_FIELD.length;
-      for (const r of group) {
-        const bl = Buffer.byteLength(r.body, 'utf8');
-        bodyLengths[i] = bl;
-        const anyLen = 1 + varintLength(bl) + bl;
-        let len = 18 + 1 + varintLength(anyLen) + anyLen + STREAM_ATTRIBUTE[r.stream].length;
-        if (r.severityNumber > 0) len += 1 + varintLength(r.severityNumber);
-        if (r.severityText !== undefined) {
-          const tl = Buffer.byteLength(r.severityText, 'utf8');
-          len += 1 + varintLength(tl) + tl;
+  /** Encodes `records[from, to)` as protobuf LogRecords into the open batch. */
+  addProtobuf(records: readonly LogRecord[], from: number, to: number): void {
+    let lastKey: ContainerEntry | string | undefined;
+    let group: ProtoGroup | undefined;
+    for (let i = from; i < to; i++) {
+      const r = records[i] as LogRecord;
+      const key = r.container ?? r.containerId;
+      if (key !== lastKey || !group) {
+        lastKey = key;
+        group = this.#proto.get(key);
+        if (!group) {
+          group = {
+            resource: this.protoResource(r),
+            buf: this.#pool.pop() ?? Buffer.allocUnsafe(GROUP_BYTES),
+            len: 0,
+          };
+          this.#proto.set(key, group);
         }
-        if (r.attributes !== undefined) {
-          const extra = Buffer.concat(
-            Object.entries(r.attributes).map(([k, v]) => field(0x32, keyValue(k, v))),
-          );
-          extras[i] = extra;
-          len += extra.length;
-        }
-        recordLengths[i] = len;
-        scopeLogs += 1 + varintLength(len) + len;
-        i++;
       }
-      const resourceLogs = resource.length + 1 + varintLength(scopeLogs) + scopeLogs;
-      groupLengths.push(scopeLogs, resourceLogs);
+      const bl = Buffer.byteLength(r.body, 'utf8');
+      const anyLen = 1 + varintLength(bl) + bl;
+      const stream = STREAM_ATTRIBUTE[r.stream];
+      let len = 18 + 1 + varintLength(anyLen) + anyLen + stream.length;
+      let tl = 0;
+      if (r.severityNumber > 0) len += 1 + varintLength(r.severityNumber);
+      if (r.severityText !== undefined) {
+        tl = Buffer.byteLength(r.severityText, 'utf8');
+        len += 1 + varintLength(tl) + tl;
+      }
+      let extra: Buffer | undefined;
+      if (r.attributes !== undefined) {
+        extra = Buffer.concat(Object.entries(r.attributes).map(([k, v]) => field(0x32, keyValue(k, v))));
+        len += extra.length;
+      }
+      const need = group.len + 6 + len;
+      if (need > group.buf.length) {
+        const grown = Buffer.allocUnsafe(Math.max(need, 2 * group.buf.length));
+        group.buf.copy(grown, 0, 0, group.len);
+        group.buf = grown;
+      }
+      const buf = group.buf;
+      let pos = group.len;
+      buf[pos++] = 0x12; // ScopeLogs.log_records
+      pos = writeVarint(buf, pos, len);
+      buf[pos++] = 0x09; // time_unix_nano, fixed64
+      writeFixed64(buf, pos, r.timeUnixNano);
+      pos += 8;
+      if (r.severityNumber > 0) {
+        buf[pos++] = 0x10;
+        pos = writeVarint(buf, pos, r.severityNumber);
+      }
+      if (r.severityText !== undefined) {
+        buf[pos++] = 0x1a;
+        pos = writeVarint(buf, pos, tl);
+        pos += buf.write(r.severityText, pos, 'utf8');
+      }
+      buf[pos++] = 0x2a; // body: AnyValue
+      pos = writeVarint(buf, pos, anyLen);
+      buf[pos++] = 0x0a; // string_value
+      pos = writeVarint(buf, pos, bl);
+      pos += buf.write(r.body, pos, 'utf8');
+      pos += stream.copy(buf, pos);
+      if (extra) pos += extra.copy(buf, pos);
+      buf[pos++] = 0x59; // observed_time_unix_nano, fixed64
+      writeFixed64(buf, pos, r.observedUnixNano);
+      group.len = pos + 8;
+    }
+  }
+
+  /**
+   * Closes the open batch into an `application/x-protobuf` ExportLogsServiceRequest. The result is a
+   * view of a buffer the next call overwrites: compress or copy it first.
+   */
+  finishProtobuf(): Buffer {
+    let total = 0;
+    for (const g of this.#proto.values()) {
+      const scopeLogs = SCOPE_FIELD.length + g.len;
+      const resourceLogs = g.resource.length + 1 + varintLength(scopeLogs) + scopeLogs;
       total += 1 + varintLength(resourceLogs) + resourceLogs;
     }
-
-    const buf = Buffer.allocUnsafe(total);
+    if (this.#scratch.length < total)
+      this.#scratch = Buffer.allocUnsafe(Math.max(total, 2 * this.#scratch.length));
+    const buf = this.#scratch;
     let pos = 0;
-    i = 0;
-    let g = 0;
-    for (const group of groups) {
-      const scopeLogs = groupLengths[2 * g] as number;
-      const resourceLogs = groupLengths[2 * g + 1] as number;
-      const resource = resources[g] as Buffer;
-      g++;
+    for (const g of this.#proto.values()) {
+      const scopeLogs = SCOPE_FIELD.length + g.len;
+      const resourceLogs = g.resource.length + 1 + varintLength(scopeLogs) + scopeLogs;
       buf[pos++] = 0x0a; // ExportLogsServiceRequest.resource_logs
       pos = writeVarint(buf, pos, resourceLogs);
-      pos += resource.copy(buf, pos);
+      pos += g.resource.copy(buf, pos);
       buf[pos++] = 0x12; // ResourceLogs.scope_logs
       pos = writeVarint(buf, pos, scopeLogs);
       pos += SCOPE_FIELD.copy(buf, pos);
-      for (const r of group) {
-        buf[pos++] = 0x12; // ScopeLogs.log_records
-        pos = writeVarint(buf, pos, recordLengths[i] as number);
-        buf[pos++] = 0x09; // time_unix_nano, fixed64
-        buf.writeBigUInt64LE(r.timeUnixNano, pos);
-        pos += 8;
-        if (r.severityNumber > 0) {
-          buf[pos++] = 0x10;
-          pos = writeVarint(buf, pos, r.severityNumber);
-        }
-        if (r.severityText !== undefined) {
-          buf[pos++] = 0x1a;
-          pos = writeVarint(buf, pos, Buffer.byteLength(r.severityText, 'utf8'));
-          pos += buf.write(r.severityText, pos, 'utf8');
-        }
-        const bl = bodyLengths[i] as number;
-        buf[pos++] = 0x2a; // body: AnyValue
-        pos = writeVarint(buf, pos, 1 + varintLength(bl) + bl);
-        buf[pos++] = 0x0a; // string_value
-        pos = writeVarint(buf, pos, bl);
-        pos += buf.write(r.body, pos, 'utf8');
-        pos += STREAM_ATTRIBUTE[r.stream].copy(buf, pos);
-        const extra = extras[i];
-        if (extra) pos += extra.copy(buf, pos);
-        buf[pos++] = 0x59; // observed_time_unix_nano, fixed64
-        buf.writeBigUInt64LE(r.observedUnixNano, pos);
-        pos += 8;
-        i++;
-      }
+      pos += g.buf.copy(buf, pos, 0, g.len);
+      if (this.#pool.length < MAX_POOLED && g.buf.length <= 4 * GROUP_BYTES) this.#pool.push(g.buf);
     }
-    return buf;
+    this.#proto.clear();
+    return buf.subarray(0, total);
   }
 
-  /** `application/json` ExportLogsServiceRequest per the OTLP JSON mapping (int64 as strings, integer enums). */
-  json(records: readonly LogRecord[]): Buffer {
-    const parts: string[] = ['{"resourceLogs":['];
-    let firstGroup = true;
-    for (const group of groupByContainer(records)) {
-      if (!firstGroup) parts.push(',');
-      firstGroup = false;
-      parts.push(this.#jsonResource(group[0] as LogRecord));
-      let first = true;
-      for (const r of group) {
-        parts.push(first ? '{"timeUnixNano":"' : ',{"timeUnixNano":"');
-        first = false;
-        parts.push(String(r.timeUnixNano), '","observedTimeUnixNano":"', String(r.observedUnixNano), '"');
-        if (r.severityNumber > 0) parts.push(',"severityNumber":', String(r.severityNumber));
-        if (r.severityText !== undefined) parts.push(',"severityText":', JSON.stringify(r.severityText));
-        parts.push(',"body":{"stringValue":', JSON.stringify(r.body), '},"attributes":[');
-        parts.push(`{"key":"log.iostream","value":{"stringValue":"${r.stream}"}}`);
-        if (r.attributes !== undefined)
-          for (const [k, v] of Object.entries(r.attributes)) parts.push(',', jsonKeyValue(k, v));
-        parts.push(']}');
+  /** Encodes `records[from, to)` as OTLP JSON log records into the open batch. */
+  addJson(records: readonly LogRecord[], from: number, to: number): void {
+    for (let i = from; i < to; i++) {
+      const r = records[i] as LogRecord;
+      const key = r.container ?? r.containerId;
+      let group = this.#json.get(key);
+      if (!group) {
+        group = { head: this.#jsonResource(r), records: [] };
+        this.#json.set(key, group);
       }
-      parts.push(']}]}');
+      let text = `{"timeUnixNano":"${r.timeUnixNano}","observedTimeUnixNano":"${r.observedUnixNano}"`;
+      if (r.severityNumber > 0) text += `,"severityNumber":${r.severityNumber}`;
+      if (r.severityText !== undefined) text += `,"severityText":${JSON.stringify(r.severityText)}`;
+      text += `,"body":{"stringValue":${JSON.stringify(r.body)}},"attributes":[{"key":"log.iostream","value":{"stringValue":"${r.stream}"}}`;
+      if (r.attributes !== undefined)
+        for (const [k, v] of Object.entries(r.attributes)) text += `,${jsonKeyValue(k, v)}`;
+      group.records.push(`${text}]}`);
     }
-    parts.push(']}');
-    return Buffer.from(parts.join(''), 'utf8');
+  }
+
+  /** Closes the open batch into an `application/json` ExportLogsServiceRequest (OTLP JSON mapping). */
+  finishJson(): Buffer {
+    const parts: string[] = [];
+    for (const g of this.#json.values()) parts.push(`${g.head}${g.records.join(',')}]}]}`);
+    this.#json.clear();
+    return Buffer.from(`{"resourceLogs":[${parts.join(',')}]}`, 'utf8');
+  }
+
+  /** One whole batch as protobuf (a view of the scratch buffer; see `finishProtobuf`). Not while a streamed batch is open. */
+  protobuf(records: readonly LogRecord[]): Buffer {
+    this.addProtobuf(records, 0, records.length);
+    return this.finishProtobuf();
+  }
+
+  /** One whole batch as OTLP JSON. Not while a streamed batch is open. */
+  json(records: readonly LogRecord[]): Buffer {
+    this.addJson(records, 0, records.length);
+    return this.finishJson();
   }
 
   /** `{"resource":…,"scopeLogs":[{"scope":…,"logRecords":[` for a record's container, cached. */
@@ -254,16 +314,4 @@ function jsonKeyValue(key: string, value: AttributeValue): string {
       ? `{"stringValue":${JSON.stringify(value)}}`
       : `{"arrayValue":{"values":[${value.map((s) => `{"stringValue":${JSON.stringify(s)}}`).join(',')}]}}`;
   return `{"key":${JSON.stringify(key)},"value":${v}}`;
-}
-
-/** Records grouped by container (entry version, or id when unenriched), in first-seen order. */
-function groupByContainer(records: readonly LogRecord[]): LogRecord[][] {
-  const groups = new Map<ContainerEntry | string, LogRecord[]>();
-  for (const r of records) {
-    const key = r.container ?? r.containerId;
-    const group = groups.get(key);
-    if (group) group.push(r);
-    else groups.set(key, [r]);
-  }
-  return [...groups.values()];
 }

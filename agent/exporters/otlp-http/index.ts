@@ -1,5 +1,4 @@
-import { promisify } from 'node:util';
-import { gzip as gzipCb } from 'node:zlib';
+import { gzipSync } from 'node:zlib';
 import { createDelivery, createHttpSender, deliveryMetrics } from '../../pipeline/delivery/index.ts';
 import type { Payload } from '../../pipeline/delivery/types.ts';
 import type { Ack, ExporterDeps, ExportResult, LogExporter, LogRecord } from '../../pipeline/types.ts';
@@ -18,11 +17,10 @@ export {
   resolveOtlpHttpConfig,
 } from './config.ts';
 
-const gzip = promisify(gzipCb);
-
 /**
  * gzip level: 1 costs about a third of the default level's CPU for a few percent more bytes on log
- * lines (measured by npm run bench:export, see docs/otlp-exporter.md).
+ * lines. Synchronous on purpose: a batch compresses in about 3 ms, and the async form cost more CPU
+ * (thread hand-offs) and twice the external memory in npm run bench:export (docs/otlp-exporter.md).
  */
 const GZIP_LEVEL = 1;
 /** Timestamps, severity, the body's AnyValue and the log.iostream attribute around each body. */
@@ -67,19 +65,23 @@ export function createOtlpHttpExporter(
   const logger = deps.logger.child({ component: `exporter/${id}` });
   const metrics = deliveryMetrics(deps.metrics);
   const encoder = new OtlpLogsEncoder();
+  const protobuf = settings.encoding === 'protobuf';
+  /** Records in the batch the encoder holds open. */
+  let open = 0;
   const compress = settings.compression === 'gzip';
   const loggedMessages = new Set<string>();
 
-  const toPayload = async (
+  /** `body` may be the encoder's scratch buffer: it is compressed or copied here, never kept. */
+  const toPayload = (
     route: OtlpSignal,
     body: Uint8Array,
     encoding: 'protobuf' | 'json',
     records: number,
-  ): Promise<Payload> => {
+  ): Payload => {
     const headers: Record<string, string> = { 'content-type': CONTENT_TYPE[encoding] };
     if (compress) headers['content-encoding'] = 'gzip';
     return {
-      body: compress ? await gzip(body, { level: GZIP_LEVEL }) : body,
+      body: compress ? gzipSync(body, { level: GZIP_LEVEL }) : Buffer.from(body),
       headers,
       route,
       records,
@@ -120,13 +122,19 @@ export function createOtlpHttpExporter(
   const delivery = createDelivery<LogRecord>({
     id,
     config: config.delivery,
-    encode: (records) =>
-      toPayload(
-        'logs',
-        settings.encoding === 'protobuf' ? encoder.protobuf(records) : encoder.json(records),
-        settings.encoding,
-        records.length,
-      ),
+    encoder: {
+      add(records, from, to) {
+        open += to - from;
+        if (protobuf) encoder.addProtobuf(records, from, to);
+        else encoder.addJson(records, from, to);
+      },
+      finish() {
+        const records = open;
+        open = 0;
+        const body = protobuf ? encoder.finishProtobuf() : encoder.finishJson();
+        return toPayload('logs', body, settings.encoding, records);
+      },
+    },
     sizeOf: (record) => record.body.length + RECORD_OVERHEAD_BYTES,
     sender,
     deps: { ...deps, logger },
@@ -145,7 +153,7 @@ export function createOtlpHttpExporter(
     consume: (batch) => delivery.consume(batch),
     shutdown: () => delivery.shutdown(),
     async forward(signal, body, encoding, records, ack) {
-      await delivery.enqueue([await toPayload(signal, body, encoding, records)], ack);
+      await delivery.enqueue([toPayload(signal, body, encoding, records)], ack);
     },
     saturated: () => delivery.saturated(),
   };

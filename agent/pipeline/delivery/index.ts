@@ -6,13 +6,13 @@ import type { DeliveryConfig } from './config.ts';
 import { type DeliveryMetrics, deliveryMetrics } from './metrics.ts';
 import { backoffDelay, sleep } from './retry.ts';
 import { Spool, type SpoolEntry } from './spool.ts';
-import type { Delivery, DeliveryBatch, Encoder, Payload, Sender } from './types.ts';
+import type { Delivery, DeliveryBatch, Encoder, Payload, Sender, StreamingEncoder } from './types.ts';
 
 export { type DeliveryConfig, deliveryConfigSchema } from './config.ts';
 export { createHttpSender, type HttpSenderOptions, type TlsOptions } from './http-sender.ts';
 export { type DeliveryMetrics, deliveryMetrics } from './metrics.ts';
 export { backoffDelay, parseRetryAfter } from './retry.ts';
-export type { Delivery, DeliveryBatch, Encoder, Payload, Sender } from './types.ts';
+export type { Delivery, DeliveryBatch, Encoder, Payload, Sender, StreamingEncoder } from './types.ts';
 
 /** A Retry-After longer than this is treated as this long, so a bogus header cannot park a sender for days. */
 const MAX_RETRY_AFTER_MS = 10 * 60_000;
@@ -23,8 +23,10 @@ export interface DeliveryOptions<T> {
   /** The exporter id (`otlp_http`, `loki/eu`): the metrics label and the spool folder name. */
   readonly id: string;
   readonly config: DeliveryConfig;
-  /** Encodes one batch into ready-to-send payloads. */
-  readonly encode: Encoder<T>;
+  /** Encodes one batch into ready-to-send payloads; or give `encoder` instead. */
+  readonly encode?: Encoder<T>;
+  /** Encodes items as they arrive (preferred on hot paths); or give `encode` instead. */
+  readonly encoder?: StreamingEncoder<T>;
   /** The approximate encoded size of one item, for `max_batch_bytes`. Must be cheap. */
   readonly sizeOf: (item: T) => number;
   readonly sender: Sender;
@@ -81,6 +83,7 @@ class DeliveryImpl<T> implements Delivery<T> {
   readonly #abort = new AbortController();
 
   #pending: T[] = [];
+  #pendingCount = 0;
   #pendingBytes = 0;
   #pendingRefs: AckRef[] = [];
   #timer: NodeJS.Timeout | undefined;
@@ -111,6 +114,8 @@ class DeliveryImpl<T> implements Delivery<T> {
   #shutdown: Promise<void> | undefined;
 
   constructor(options: DeliveryOptions<T>) {
+    if ((options.encode === undefined) === (options.encoder === undefined))
+      throw new TypeError('createDelivery needs exactly one of encode and encoder');
     this.#o = options;
     this.#c = options.config;
     this.#log = options.deps.logger;
@@ -150,17 +155,30 @@ class DeliveryImpl<T> implements Delivery<T> {
     const ref: AckRef = { remaining: 1, ack: batch.ack };
     const sizeOf = this.#o.sizeOf;
     const max = this.#c.max_batch_bytes;
+    const streaming = this.#o.encoder;
+    const records = batch.records;
     let flushes: Promise<void> | undefined;
-    for (const record of batch.records) {
-      if (this.#pending.length === 0) this.#armTimer();
-      this.#pending.push(record);
+    let from = 0;
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i] as T;
+      if (this.#pendingCount++ === 0) this.#armTimer();
+      if (!streaming) this.#pending.push(record);
       this.#pendingBytes += sizeOf(record);
       if (this.#pendingRefs.at(-1) !== ref) {
         this.#pendingRefs.push(ref);
         ref.remaining++;
       }
-      if (this.#pendingBytes >= max) flushes = this.#flush();
+      if (this.#pendingBytes >= max) {
+        if (streaming && !this.#add(streaming, records, from, i + 1)) {
+          this.#m.droppedRecords.inc({ ...this.#label, reason: 'encode_error' }, records.length - i - 1);
+          from = records.length;
+          break;
+        }
+        from = i + 1;
+        flushes = this.#flush();
+      }
     }
+    if (streaming && from < records.length) this.#add(streaming, records, from, records.length);
     release([ref]);
     return flushes ?? Promise.resolve();
   }
@@ -199,28 +217,67 @@ class DeliveryImpl<T> implements Delivery<T> {
     }, this.#c.max_delay);
   }
 
+  /** Feeds a streaming encoder; an encoder fault drops the open batch (counted) and returns false. */
+  #add(encoder: StreamingEncoder<T>, records: readonly T[], from: number, to: number): boolean {
+    try {
+      encoder.add(records, from, to);
+      return true;
+    } catch (err) {
+      this.#encodeFailed(err, this.#pendingCount);
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#pendingCount = 0;
+      this.#pendingBytes = 0;
+      release(this.#pendingRefs);
+      this.#pendingRefs = [];
+      try {
+        encoder.finish(); // discard what the encoder holds
+      } catch {
+        // it had nothing left to discard
+      }
+      return false;
+    }
+  }
+
+  #encodeFailed(err: unknown, records: number): void {
+    this.#m.droppedRecords.inc({ ...this.#label, reason: 'encode_error' }, records);
+    this.#logOnce('error', `encode:${(err as Error).message}`, err, 'Dropped a batch: it cannot be encoded');
+  }
+
   /** Takes the pending batch now and encodes + admits it behind earlier ones. */
   #flush(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#pending.length === 0) return this.#chain;
+    if (this.#pendingCount === 0) return this.#chain;
+    const count = this.#pendingCount;
     const items = this.#pending;
     const refs = this.#pendingRefs;
     this.#pending = [];
+    this.#pendingCount = 0;
     this.#pendingRefs = [];
     this.#pendingBytes = 0;
+    const streaming = this.#o.encoder;
+    if (streaming) {
+      // Finished now, in call order, so payloads keep the order of the records.
+      let payloads: Payload | Payload[];
+      try {
+        payloads = streaming.finish();
+      } catch (err) {
+        this.#encodeFailed(err, count);
+        release(refs);
+        return this.#chain;
+      }
+      const run = this.#chain.then(() => this.#admit(Array.isArray(payloads) ? payloads : [payloads], refs));
+      this.#chain = run.catch(() => undefined);
+      return run;
+    }
+    const encode = this.#o.encode as Encoder<T>;
     const run = this.#chain.then(async () => {
       let payloads: Payload | Payload[];
       try {
-        payloads = await this.#o.encode(items);
+        payloads = await encode(items);
       } catch (err) {
-        this.#m.droppedRecords.inc({ ...this.#label, reason: 'encode_error' }, items.length);
-        this.#logOnce(
-          'error',
-          `encode:${(err as Error).message}`,
-          err,
-          'Dropped a batch: it cannot be encoded',
-        );
+        this.#encodeFailed(err, items.length);
         release(refs);
         return;
       }

@@ -25,6 +25,17 @@ export interface Sender {
 /** Turns a batch of items into one or more payloads. Called on the hot path, once per batch. */
 export type Encoder<T> = (items: T[]) => Payload | Payload[] | Promise<Payload | Payload[]>;
 
+/**
+ * An encoder that takes items as they arrive and keeps only bytes, so items can be collected young
+ * instead of living until their batch is full (measurably less heap and GC on the hot path).
+ */
+export interface StreamingEncoder<T> {
+  /** Encodes `items[from, to)` into the open batch. Must not keep references to the items. */
+  add(items: readonly T[], from: number, to: number): void;
+  /** Closes the open batch (never empty) into payloads and starts a new one. */
+  finish(): Payload | Payload[];
+}
+
 /** A batch of items with the ack to call once every item is sent, spooled or dropped for good. */
 export interface DeliveryBatch<T> {
   readonly records: readonly T[];
