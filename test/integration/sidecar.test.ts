@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { startOtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { freeTestSubnet } from '../helpers/test-network.ts';
@@ -19,6 +19,7 @@ import { freeTestSubnet } from '../helpers/test-network.ts';
 
 const NODE = process.execPath;
 const MAIN = join(process.cwd(), 'agent/main.ts');
+const EXAMPLE = join(process.cwd(), 'deploy/compose/sidecar');
 
 let engine: Engine;
 let dir: string;
@@ -103,26 +104,18 @@ test('an agent sharing the app container network namespace enriches what the app
   const neighbour = await engine.docker('run', '-d', '--network', 'lcnet', TEST_IMAGES.legacy);
   const pid = Number(await engine.docker('inspect', '-f', '{{.State.Pid}}', app));
 
+  // The Compose example's own config, with this engine, a temp state dir and the relay as the collector.
+  const example = parse(await readFile(join(EXAMPLE, 'labelcast.yaml'), 'utf8'));
+  example.docker = { host: engine.host };
+  example.state_dir = join(dir, 'state');
+  example.exporters.otlp_http = {
+    ...example.exporters.otlp_http,
+    endpoint: relay.url,
+    compression: 'none',
+    delivery: { max_delay: '50ms' },
+  };
   const config = join(dir, 'labelcast.yaml');
-  await writeFile(
-    config,
-    stringify({
-      docker: { host: engine.host },
-      state_dir: join(dir, 'state'),
-      receivers: {
-        otlp_http: {
-          listen: '127.0.0.1:4318',
-          association: ['container.id', 'target'],
-          target: 'network_namespace',
-        },
-      },
-      exporters: {
-        otlp_http: { endpoint: relay.url, compression: 'none', delivery: { max_delay: '50ms' } },
-      },
-      pipelines: { traces: { receivers: ['otlp_http'], exporters: ['otlp_http'] } },
-      telemetry: { log_level: 'info' },
-    }),
-  );
+  await writeFile(config, stringify(example));
   const agent = spawn('nsenter', ['-t', String(pid), '-n', NODE, MAIN, 'run', '--config', config], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, OTEL_TRACES_EXPORTER: '' },
@@ -183,4 +176,17 @@ test('an agent sharing the app container network namespace enriches what the app
   assert.equal(resource['vcs.ref.head.revision'], APP_REVISION);
   assert.equal(resource['service.name'], 'api', 'unknown_service* is replaced by the image title');
   assert.equal(rs?.scopeSpans[0]?.spans[0]?.name, 'checkout');
+});
+
+test('the Compose example runs labelcast in the app network namespace with its config mounted', async () => {
+  const compose = parse(await readFile(join(EXAMPLE, 'compose.yaml'), 'utf8'));
+  const labelcast = compose.services.labelcast;
+  assert.equal(labelcast.network_mode, 'service:app');
+  assert.ok(labelcast.volumes.includes('./labelcast.yaml:/etc/labelcast/labelcast.yaml:ro'));
+  assert.deepEqual(labelcast.command, ['run', '--config', '/etc/labelcast/labelcast.yaml']);
+  assert.ok(compose.services.app.command.includes('--otlp-endpoint=localhost:4318'));
+  const config = parse(await readFile(join(EXAMPLE, 'labelcast.yaml'), 'utf8'));
+  assert.equal(config.receivers.otlp_http.listen, '127.0.0.1:4318');
+  assert.equal(config.receivers.otlp_http.target, 'network_namespace');
+  assert.equal(config.exporters.otlp_http.endpoint, 'http://collector:4318');
 });
