@@ -3,12 +3,14 @@
  *
  * Prints, each with a baseline from the same run:
  * 1. store lookups per second (baseline: a bare Map.get over the same ids);
- * 2. memory per 1,000 cached containers built from the recorded payloads in test/fixtures/docker
+ * 2. memory per 1,000 cached containers built from the recorded payloads in test/fixtures/docker: heap
+ *    in this process, and RSS of child processes caching 10,000 versus none
  *    (baseline: keeping the parsed inspect payloads themselves);
  * 3. Docker API calls per container start, counted at a socket proxy in front of a private engine;
  * 4. event → ready latency p50/p99 over 200 real container starts: from the event's arrival at the
  *    agent to the entry being in the store, in total and without the engine's inspect round trips.
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
@@ -112,9 +114,9 @@ function benchMemory(): void {
   console.log(
     `\n## Memory per 1,000 cached containers (${N} entries from ${CONTAINER_FIXTURES.length} recorded payloads)`,
   );
-  console.log(`store entries:          heap ${per(s1.heap - s0.heap)} MiB, RSS ${per(s1.rss - s0.rss)} MiB`);
+  console.log(`store entries:          heap ${per(s1.heap - s0.heap)} MiB`);
   console.log(
-    `baseline, raw payloads: heap ${per(base1.heap - base0.heap)} MiB, RSS ${per(base1.rss - base0.rss)} MiB`,
+    `baseline, raw payloads: heap ${per(base1.heap - base0.heap)} MiB (the parsed inspect JSON kept as is)`,
   );
   store.close();
 }
@@ -213,11 +215,19 @@ async function benchEngine(): Promise<void> {
 
     const t0 = performance.now();
     const ids: string[] = [];
+    // Driven through the API on the engine's own socket (not the counting proxy), from this process
+    // without spawning a CLI per start, so the agent's event loop measures its own work.
+    const driver = new Docker({ socketPath: engine.socketPath });
     const CONCURRENCY = 4;
     for (let i = 0; i < STARTS; i += CONCURRENCY) {
-      const batch = Array.from({ length: Math.min(CONCURRENCY, STARTS - i) }, () =>
-        engine.docker('run', '-d', '--network', 'none', 'labelcast-test/bench:1'),
-      );
+      const batch = Array.from({ length: Math.min(CONCURRENCY, STARTS - i) }, async () => {
+        const container = await driver.createContainer({
+          Image: 'labelcast-test/bench:1',
+          HostConfig: { NetworkMode: 'none' },
+        });
+        await container.start();
+        return container.id;
+      });
       ids.push(...(await Promise.all(batch)));
     }
     const deadline = Date.now() + 30_000;
@@ -259,8 +269,62 @@ async function benchEngine(): Promise<void> {
   }
 }
 
+const RSS_CONTAINERS = 10_000;
+
+/**
+ * In a child process: parses the same 10,000 payloads one at a time either way, and caches them only
+ * when `keep`, so the RSS difference is what the cache holds.
+ */
+function rssChild(keep: boolean): void {
+  const images = imageEntries();
+  const store = newStore({} as Docker);
+  let parsed = 0;
+  for (let i = 0; i < RSS_CONTAINERS; i++) {
+    const inspect = JSON.parse(payload(i)) as Docker.ContainerInspectInfo;
+    parsed += inspect.Id.length === 64 ? 1 : 0;
+    if (keep) store.ingest(inspect, images.get(inspect.Image));
+  }
+  const { rss } = settle();
+  process.stdout.write(JSON.stringify({ rss, parsed, size: store.counters().size }));
+}
+
+function childRss(keep: boolean): number {
+  const args = [import.meta.filename, '--rss-child', keep ? 'keep' : 'drop'];
+  const { rss, parsed, size } = JSON.parse(execFileSync(process.execPath, args, { encoding: 'utf8' })) as {
+    rss: number;
+    parsed: number;
+    size: number;
+  };
+  if (parsed !== RSS_CONTAINERS || size !== (keep ? RSS_CONTAINERS : 0))
+    throw new Error('RSS child went wrong');
+  return rss;
+}
+
+function benchRss(): void {
+  const runs = 3;
+  const empty: number[] = [];
+  const full: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    empty.push(childRss(false));
+    full.push(childRss(true));
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+  const perThousand = ((median(full) - median(empty)) / RSS_CONTAINERS) * 1000;
+  console.log(
+    `process RSS, ${RSS_CONTAINERS} cached vs parsed and dropped (median of ${runs} child processes each):`,
+  );
+  console.log(`  ${(perThousand / 1024 / 1024).toFixed(3)} MiB per 1,000 containers`);
+}
+
+const childArg = process.argv.indexOf('--rss-child');
+if (childArg !== -1) {
+  rssChild(process.argv[childArg + 1] === 'keep');
+  process.exit(0);
+}
+
 console.log(`labelcast bench:metadata — Node ${process.version}, ${new Date().toISOString()}`);
 benchLookups();
 benchMemory();
+benchRss();
 // `--offline` skips the private engine (parts 3 and 4).
 if (!process.argv.includes('--offline')) await benchEngine();
