@@ -412,6 +412,7 @@ export async function createAgent(input: Config, deps: AgentDeps): Promise<Agent
           logger,
           receiverListens: otlpListens,
           container: own === undefined ? undefined : store.get(own)?.attributes,
+          docker,
         });
         if (selfTelemetry) logger.info({ endpoint: selfTelemetry.endpoint }, 'sending labelcast traces');
         for (const component of [...exporters, ...(pipeline ? [pipeline.multiline, pipeline.enrich] : [])]) {

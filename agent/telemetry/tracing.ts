@@ -1,16 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { type Attributes, type Span, SpanStatusCode, type Tracer, trace } from '@opentelemetry/api';
+import { type Attributes, type Span, SpanKind, SpanStatusCode, type Tracer, trace } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
+import type Docker from 'dockerode';
 import pkg from '../../package.json' with { type: 'json' };
 import { ConfigError } from '../errors.ts';
 import type { Attributes as ContainerAttributes } from '../metadata/types.ts';
 import type { Logger } from './logger.ts';
 
 /**
- * Self-telemetry: labelcast traces its own work (received OTLP requests, Docker lookups, export
- * batches) with @opentelemetry/sdk-node. Off by default. Until startSelfTelemetry() registers the SDK,
+ * Self-telemetry: labelcast traces its own work (received OTLP requests and the Docker lookups they
+ * cause, every Docker API request) with @opentelemetry/sdk-node. Off by default. Until startSelfTelemetry() registers the SDK,
  * `selfTracer()` is the API's no-op tracer, so instrumented code costs next to nothing.
  */
 
@@ -57,6 +58,8 @@ export interface SelfTelemetryOptions {
   readonly receiverListens: readonly string[];
   /** The agent's own container's attributes, when it runs in a container. */
   readonly container?: ContainerAttributes | undefined;
+  /** The Docker client: each API request (inspect, list, history) becomes a span; streams do not. */
+  readonly docker?: Docker | undefined;
 }
 
 export interface SelfTelemetry {
@@ -145,15 +148,58 @@ export function startSelfTelemetry(options: SelfTelemetryOptions): SelfTelemetry
     logRecordProcessors: [],
   });
   sdk.start();
+  const untrace = options.docker ? traceDockerRequests(options.docker) : () => {};
   logger.info({ component: 'telemetry/tracing', endpoint }, 'self-telemetry: exporting own traces');
   let stopped: Promise<void> | undefined;
   return {
     endpoint,
     shutdown() {
+      untrace();
       stopped ??= sdk.shutdown().then(() => {
         trace.disable();
       });
       return stopped;
     },
+  };
+}
+
+interface DialOptions {
+  readonly path?: string;
+  readonly method?: string;
+  readonly isStream?: boolean;
+  readonly hijack?: boolean;
+}
+type Dial = (options: DialOptions, callback?: (err: unknown, data: unknown) => void) => unknown;
+
+/** `/containers/<id>/json?` → `/containers/{id}/json`: span names stay few, whatever the ids. */
+export function dockerRoute(path: string): string {
+  const bare = path.split('?', 1)[0] ?? '';
+  return bare.replace(/^\/(containers|images|networks|volumes|exec)\/.+\/([a-z]+)$/, '/$1/{id}/$2');
+}
+
+/**
+ * Traces the Docker client's one-shot requests at docker-modem's `dial`, the one call every dockerode
+ * API method goes through. Streams (`/events`, logs) are left alone: a span per stream would last
+ * for hours. Returns the function that restores the original.
+ */
+function traceDockerRequests(docker: Docker): () => void {
+  const modem = docker.modem as unknown as { dial: Dial };
+  const original = modem.dial;
+  modem.dial = function (this: unknown, options, callback) {
+    if (!callback || options.isStream || options.hijack) return original.call(this, options, callback);
+    const method = options.method ?? 'GET';
+    const route = dockerRoute(options.path ?? '/');
+    const span = selfTracer().startSpan(`docker ${method} ${route}`, {
+      kind: SpanKind.CLIENT,
+      attributes: { 'http.request.method': method, 'url.template': route },
+    });
+    return original.call(this, options, (err, data) => {
+      if (err) span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+      span.end();
+      callback(err, data);
+    });
+  };
+  return () => {
+    modem.dial = original;
   };
 }

@@ -645,16 +645,33 @@ describe('self-telemetry', () => {
       env: { ...env, OTEL_TRACES_EXPORTER: 'otlp' },
       logger: silentLogger(),
       receiverListens: [agent.receiver.address()],
+      docker,
     });
     assert.ok(on);
     assert.equal((await post(agent.receiver.address(), '/v1/traces', body, headers)).status, 200);
+    // A container.id the store does not know: the receiver asks Docker, and that request is traced too.
+    const unknown = JSON.stringify({
+      resourceSpans: [
+        {
+          resource: { attributes: [{ key: 'container.id', value: { stringValue: 'd'.repeat(64) } }] },
+          scopeSpans: [{ spans: [] }],
+        },
+      ],
+    });
+    assert.equal((await post(agent.receiver.address(), '/v1/traces', unknown, headers)).status, 200);
     await on.shutdown();
-    const spans = receivedSpans(selfSink);
-    assert.equal(spans.length, 1);
-    assert.equal(spans[0]?.resource['service.name'], 'labelcast');
-    assert.deepEqual(
-      spans[0]?.spans.map((s) => s.name),
-      ['otlp_http receive'],
-    );
+    const got = receivedSpans(selfSink);
+    assert.ok(got.length > 0);
+    for (const r of got) {
+      assert.equal(r.resource['service.name'], 'labelcast');
+      assert.match(String(r.resource['service.instance.id']), /^[0-9a-f-]{36}$/);
+    }
+    const spans = got.flatMap((r) => r.spans);
+    const receives = spans.filter((s) => s.name === 'otlp_http receive');
+    assert.equal(receives.length, 2);
+    const inspect = spans.find((s) => s.name === 'docker GET /containers/{id}/json');
+    assert.ok(inspect, `spans: ${spans.map((s) => s.name).join(', ')}`);
+    assert.equal(inspect.parentSpanId, receives[1]?.spanId, 'the Docker lookup is a child of the request');
+    assert.equal(inspect.status?.code, 2, 'the engine answered 404');
   });
 });

@@ -334,15 +334,8 @@ export function createOtlpHttpReceiver(
         // A container.id the watcher has not reported yet: inspect it once, then splice again.
         const ids = [...a.misses];
         const parent = span ? trace.setSpan(context.active(), span) : context.active();
-        const found = await context.with(parent, () =>
-          Promise.all(
-            ids.map((id) =>
-              selfTracer().startActiveSpan('docker inspect', { attributes: { 'container.id': id } }, (s) =>
-                store.resolve(id).finally(() => s.end()),
-              ),
-            ),
-          ),
-        );
+        // Within the receive span, so the store's Docker requests are traced as its children.
+        const found = await context.with(parent, () => Promise.all(ids.map((id) => store.resolve(id))));
         if (found.some((e: ContainerEntry | undefined) => e !== undefined)) {
           a = associateFor(peerIp);
           processed = process(signal, encoding, read.body, a.associate, peerIp, toLoki);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { silentLogger } from '../../../agent/telemetry/logger.ts';
 import {
+  dockerRoute,
   selfTracesEnabled,
   selfTracesEndpoint,
   startSelfTelemetry,
@@ -69,4 +70,11 @@ test('a different port or host is not the own receiver', async () => {
   });
   assert.equal(telemetry?.endpoint, 'http://127.0.0.1:4319/v1/traces');
   await telemetry?.shutdown();
+});
+
+test('Docker request paths become span names without ids', () => {
+  assert.equal(dockerRoute(`/containers/${'a'.repeat(64)}/json?`), '/containers/{id}/json');
+  assert.equal(dockerRoute('/images/ghcr.io/acme/api:1.2/history?'), '/images/{id}/history');
+  assert.equal(dockerRoute('/containers/json?all=true'), '/containers/json');
+  assert.equal(dockerRoute('/_ping'), '/_ping');
 });
