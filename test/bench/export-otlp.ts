@@ -9,6 +9,9 @@
  * Each run is its own agent process, so CPU time (process.cpuUsage: every thread, gzip in the libuv
  * pool included) and peak RSS are that pipeline's alone. A second section times the encoder alone:
  * the hand-written encoder against protobufjs code generated from the official protos, and gzip levels.
+ *
+ * Diagnostics: OTLP_BENCH_PROF=<dir> writes a CPU profile per agent run; OTLP_BENCH_MEM=1 prints each
+ * run's peak V8 heap, external (Buffer) memory and delivery queue to stderr.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -131,7 +134,9 @@ async function agent(mode: Mode, root: string, url: string, lines: number): Prom
   const stateDir = await mkdtemp(join(tmpdir(), 'lc-bench-otlp-state-'));
   const exporter = createOtlpHttpExporter(
     'otlp_http',
-    otlpHttpExporterConfigSchema.parse({ endpoint: url, ...(process.env.OTLP_BENCH_BATCH ? { delivery: { max_batch_bytes: process.env.OTLP_BENCH_BATCH } } : {}) }),
+    otlpHttpExporterConfigSchema.parse({
+      endpoint: url,
+    }),
     { logger, metrics, stateDir },
     {},
   );
@@ -186,10 +191,22 @@ async function agent(mode: Mode, root: string, url: string, lines: number): Prom
     const m = process.memoryUsage();
     maxHeap = Math.max(maxHeap, m.heapUsed);
     maxExternal = Math.max(maxExternal, m.external);
-    maxQueue = Math.max(maxQueue, (await metrics.getSingleMetric('labelcast_exporter_queue_bytes')?.get())?.values[0]?.value ?? 0);
+    maxQueue = Math.max(
+      maxQueue,
+      (await metrics.getSingleMetric('labelcast_exporter_queue_bytes')?.get())?.values[0]?.value ?? 0,
+    );
     await new Promise((r) => setTimeout(r, 20));
   }
-  if (process.env.OTLP_BENCH_MEM) console.error(mode, 'heap MB', maxHeap / 2 ** 20, 'external MB', maxExternal / 2 ** 20, 'queue MB', maxQueue / 2 ** 20);
+  if (process.env.OTLP_BENCH_MEM)
+    console.error(
+      mode,
+      'heap MB',
+      maxHeap / 2 ** 20,
+      'external MB',
+      maxExternal / 2 ** 20,
+      'queue MB',
+      maxQueue / 2 ** 20,
+    );
   const wallMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   const result: AgentResult = {
@@ -221,7 +238,6 @@ function firstLine(child: ChildProcess): Promise<string> {
 async function runAgent(mode: Mode, root: string, url: string, lines: number): Promise<AgentResult> {
   const prof = process.env.OTLP_BENCH_PROF;
   const flags = prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : [];
-  if (process.env.OTLP_BENCH_NODE_FLAGS) flags.push(...process.env.OTLP_BENCH_NODE_FLAGS.split(' '));
   const child = spawn(NODE, [...flags, SELF, 'agent', mode, root, url, String(lines)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -305,4 +305,50 @@ test('SIGTERM flushes: a batch still waiting for max_delay is sent before the pr
     ofContainer(receiver, id).map((r) => r.body),
     engineLines(id).map((l) => l.line),
   );
+});
+
+/** Runs `labelcast check-config` as the operator would. */
+function checkConfig(file: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('node_modules/.bin/node', ['agent/main.ts', 'check-config', '--config', file], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', DOCKER_HOST: engine.host },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+test('an otlp_http exporter with a bad URL, or a pipeline naming an unknown exporter, is refused with the key path', async () => {
+  const badUrl = join(dir, 'bad-url.yaml');
+  await writeFile(
+    badUrl,
+    'exporters:\n  otlp_http:\n    endpoint: collector:4318\npipelines:\n  logs:\n    receivers: [json_file]\n    exporters: [otlp_http]\nreceivers:\n  json_file: {}\n',
+  );
+  const url = await checkConfig(badUrl);
+  assert.equal(url.code, 1, url.stdout);
+  assert.match(url.stderr, /exporters\.otlp_http\.endpoint: .*collector:4318.*http:\/\/ or https:\/\//);
+
+  const unknown = join(dir, 'unknown-exporter.yaml');
+  await writeFile(
+    unknown,
+    'receivers:\n  json_file: {}\nexporters:\n  otlp_http:\n    endpoint: http://collector:4318\npipelines:\n  logs:\n    receivers: [json_file]\n    exporters: [otlp_http/eu]\n',
+  );
+  const missing = await checkConfig(unknown);
+  assert.equal(missing.code, 1, missing.stdout);
+  assert.match(missing.stderr, /pipelines\.logs\.exporters\.0: .*otlp_http\/eu.*unknown exporter/);
+});
+
+test('config/examples/otlp.yaml is a valid config', async () => {
+  const run = await checkConfig('config/examples/otlp.yaml');
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /exporters otlp_http/);
 });

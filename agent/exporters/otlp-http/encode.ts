@@ -75,8 +75,11 @@ const STREAM_ATTRIBUTE = {
 
 /** Containers with no metadata: their Resource carries only `container.id`. Bounded by clearing. */
 const MAX_BARE_RESOURCES = 4096;
-/** Group buffers kept for reuse between batches. */
-const MAX_POOLED = 16;
+/**
+ * Group buffers are kept for reuse between batches, up to this many bytes in all: a busy container's
+ * buffer grows to the batch size once and is then reused instead of regrown for every batch.
+ */
+const MAX_POOLED_BYTES = 8 * 1024 * 1024;
 const GROUP_BYTES = 64 * 1024;
 
 /** Fixed64 timestamps through a typed array: several times cheaper than writeBigUInt64LE per call. */
@@ -118,6 +121,7 @@ export class OtlpLogsEncoder {
   readonly #proto = new Map<ContainerEntry | string, ProtoGroup>();
   readonly #json = new Map<ContainerEntry | string, JsonGroup>();
   readonly #pool: Buffer[] = [];
+  #pooledBytes = 0;
   /** Reused across batches: one request body is finished, then compressed or copied, then the next. */
   #scratch: Buffer = Buffer.allocUnsafe(0);
 
@@ -154,7 +158,7 @@ export class OtlpLogsEncoder {
         if (!group) {
           group = {
             resource: this.protoResource(r),
-            buf: this.#pool.pop() ?? Buffer.allocUnsafe(GROUP_BYTES),
+            buf: this.#takeBuffer(),
             len: 0,
           };
           this.#proto.set(key, group);
@@ -235,10 +239,20 @@ export class OtlpLogsEncoder {
       pos = writeVarint(buf, pos, scopeLogs);
       pos += SCOPE_FIELD.copy(buf, pos);
       pos += g.buf.copy(buf, pos, 0, g.len);
-      if (this.#pool.length < MAX_POOLED && g.buf.length <= 4 * GROUP_BYTES) this.#pool.push(g.buf);
+      if (this.#pooledBytes + g.buf.length <= MAX_POOLED_BYTES) {
+        this.#pool.push(g.buf);
+        this.#pooledBytes += g.buf.length;
+      }
     }
     this.#proto.clear();
     return buf.subarray(0, total);
+  }
+
+  #takeBuffer(): Buffer {
+    const buf = this.#pool.pop();
+    if (!buf) return Buffer.allocUnsafe(GROUP_BYTES);
+    this.#pooledBytes -= buf.length;
+    return buf;
   }
 
   /** Encodes `records[from, to)` as OTLP JSON log records into the open batch. */

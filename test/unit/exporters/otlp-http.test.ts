@@ -422,3 +422,31 @@ lifecycleSuite('otlp_http exporter', async () => {
     },
   };
 });
+
+test('streamed records are grouped per container across add() calls, and buffers are reused between batches', () => {
+  const encoder = new OtlpLogsEncoder();
+  const first = [record(A, 'a1'), record(B, 'b1')];
+  const second = [record(A, 'a2'), record(undefined, 'bare')];
+  encoder.addProtobuf(first, 0, 2);
+  encoder.addProtobuf(second, 0, 1);
+  const one = decode(Buffer.from(encoder.finishProtobuf()));
+  assert.deepEqual(
+    one.resourceLogs.map((rl) => rl.scopeLogs[0]?.logRecords.map((r) => r.body.stringValue)),
+    [['a1', 'a2'], ['b1']],
+  );
+  // The next batch starts empty, with nothing left over from the first.
+  encoder.addProtobuf(second, 1, 2);
+  const two = decode(encoder.finishProtobuf());
+  assert.equal(two.resourceLogs.length, 1);
+  assert.deepEqual(
+    two.resourceLogs[0]?.scopeLogs[0]?.logRecords.map((r) => r.body.stringValue),
+    ['bare'],
+  );
+  // A record far larger than a pooled buffer grows it.
+  const big = 'x'.repeat(300_000);
+  encoder.addProtobuf([record(A, big)], 0, 1);
+  assert.equal(
+    decode(encoder.finishProtobuf()).resourceLogs[0]?.scopeLogs[0]?.logRecords[0]?.body.stringValue,
+    big,
+  );
+});

@@ -356,3 +356,40 @@ test('a Retry-After holds every sender, also for payloads replayed from the spoo
     `retried after ${(at[1] as number) - (at[0] as number)} ms`,
   );
 });
+
+test('a streaming encoder gets records as they arrive and finishes one payload per batch', async (t) => {
+  const h = await harness(t);
+  const added: string[][] = [];
+  let open: string[] = [];
+  const d = createDelivery<string>({
+    id: 'stream',
+    config: deliveryConfigSchema.parse({ max_batch_bytes: 8, max_delay: '20ms' }),
+    encoder: {
+      add(items, from, to) {
+        added.push(items.slice(from, to));
+        open.push(...items.slice(from, to));
+      },
+      finish() {
+        const payload = encode(open);
+        open = [];
+        return payload;
+      },
+    },
+    sizeOf: (s) => s.length,
+    sender: recordingSender(h),
+    deps: { logger: silentLogger(), metrics: h.metrics, stateDir: h.stateDir },
+  });
+  h.started.push(d);
+  await d.start();
+  let acks = 0;
+  await d.consume({ records: ['aaaa', 'bbbb', 'cc'], ack: () => acks++ });
+  await d.consume({ records: ['dd'], ack: () => acks++ });
+  const deadline = Date.now() + 5000;
+  while (acks < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(added, [['aaaa', 'bbbb'], ['cc'], ['dd']]);
+  assert.deepEqual(h.sent, [
+    ['aaaa', 'bbbb'],
+    ['cc', 'dd'],
+  ]);
+  assert.equal(acks, 2);
+});

@@ -1,0 +1,38 @@
+/**
+ * `npm run bench:export`: one section per exporter, each in its own file and processes:
+ *   otlp: test/bench/export-otlp.ts  json_file → enrich → otlp_http (protobuf + gzip) → blackhole sink
+ *   loki: test/bench/export-loki.ts  json_file → enrich → loki (protobuf + snappy) → blackhole sink
+ * Each prints lines per CPU-second of the agent, bytes out per line and peak RSS, with enrichment off
+ * as the same-run baseline.
+ *
+ * Options: --lines N (default 1,000,000), --rounds N (OTLP runs per mode, default 2), --only otlp|loki.
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const SECTIONS = {
+  otlp: { file: 'export-otlp.ts', passRounds: true },
+  loki: { file: 'export-loki.ts', passRounds: false },
+} as const;
+
+const { values } = parseArgs({
+  options: {
+    lines: { type: 'string', default: '1000000' },
+    rounds: { type: 'string', default: '2' },
+    only: { type: 'string' },
+  },
+});
+
+const names = values.only ? [values.only] : Object.keys(SECTIONS);
+let failed = false;
+for (const name of names) {
+  const section = SECTIONS[name as keyof typeof SECTIONS];
+  if (!section) throw new Error(`Unknown section ${name}: expected ${Object.keys(SECTIONS).join(' or ')}`);
+  const args = [join(import.meta.dirname, section.file), '--lines', values.lines];
+  if (section.passRounds) args.push('--rounds', values.rounds);
+  console.log(`\n=== ${name} ===`);
+  const run = spawnSync(process.execPath, args, { stdio: 'inherit' });
+  if (run.status !== 0) failed = true;
+}
+process.exitCode = failed ? 1 : 0;
