@@ -126,14 +126,23 @@ const MAX_LINE_CHARS = 4 * 1024 * 1024;
  */
 export async function subscribeEvents(
   docker: Docker,
-  options: { since?: bigint | undefined; filters: EventFilters; onEvent: (event: DockerEvent) => void },
+  options: {
+    since?: bigint | undefined;
+    filters: EventFilters;
+    onEvent: (event: DockerEvent) => void;
+    /** Aborts a subscription that is still waiting for the engine's answer. */
+    signal?: AbortSignal | undefined;
+  },
 ): Promise<EventSubscription> {
   const abort = new AbortController();
+  options.signal?.addEventListener('abort', () => abort.abort(), { once: true });
   const query: Record<string, unknown> = { filters: options.filters, abortSignal: abort.signal };
   if (options.since !== undefined) query.since = formatEventTime(options.since);
   const res = (await docker.getEvents(query as Docker.GetEventsOptions)) as IncomingMessage;
-  // DOCKER_CLIENT_TIMEOUT would make dockerode arm an idle timeout on this socket: disarm it.
+  // DOCKER_CLIENT_TIMEOUT would make dockerode arm an idle timeout on this socket: disarm it. An idle
+  // stream is normal; TCP keepalive (tcp:// hosts) still notices a peer that vanished.
   res.socket?.setTimeout(0);
+  res.socket?.setKeepAlive(true, 30_000);
   let closed = false;
   const done = new Promise<void>((resolve, reject) => {
     const framer = new LineFramer((line) => {

@@ -60,6 +60,7 @@ export function createWatcher(deps: WatcherDeps): Watcher {
   let loop: Promise<void> | undefined;
   let subscription: EventSubscription | undefined;
   let wake: (() => void) | undefined;
+  const stopping = new AbortController();
   /** The newest event seen, in the engine's clock: `since` for the next subscription. */
   let lastEventNano: bigint | undefined;
   /** `since` of the current subscription: events up to it were seen on an earlier one. */
@@ -150,6 +151,7 @@ export function createWatcher(deps: WatcherDeps): Watcher {
           since: lastEventNano,
           filters: { type: ['container', 'image'], event: [...CONTAINER_ACTIONS, ...IMAGE_ACTIONS] },
           onEvent,
+          signal: stopping.signal,
         });
         if (stopped) break;
         phase = 'container_list';
@@ -196,6 +198,7 @@ export function createWatcher(deps: WatcherDeps): Watcher {
     },
     async shutdown() {
       stopped = true;
+      stopping.abort();
       subscription?.close();
       wake?.();
       await loop;

@@ -4,7 +4,7 @@
  * Prints, each with a baseline from the same run:
  * 1. store lookups per second (baseline: a bare Map.get over the same ids);
  * 2. memory per 1,000 cached containers built from the recorded payloads in test/fixtures/docker: heap
- *    in this process, and RSS of child processes caching 10,000 versus none
+ *    in this process, and RSS of child processes caching 0, 10,000 and 20,000
  *    (baseline: keeping the parsed inspect payloads themselves);
  * 3. Docker API calls per container start, counted at a socket proxy in front of a private engine;
  * 4. event → ready latency p50/p99 over 200 real container starts: from the event's arrival at the
@@ -269,56 +269,58 @@ async function benchEngine(): Promise<void> {
   }
 }
 
-const RSS_CONTAINERS = 10_000;
+const RSS_PARSED = 20_000;
 
 /**
- * In a child process: parses the same 10,000 payloads one at a time either way, and caches them only
- * when `keep`, so the RSS difference is what the cache holds.
+ * In a child process: parses the same 20,000 payloads one at a time, and caches the first `keep` of
+ * them, so RSS differences between children are what the cache holds.
  */
-function rssChild(keep: boolean): void {
+function rssChild(keep: number): void {
   const images = imageEntries();
   const store = newStore({} as Docker);
   let parsed = 0;
-  for (let i = 0; i < RSS_CONTAINERS; i++) {
+  for (let i = 0; i < RSS_PARSED; i++) {
     const inspect = JSON.parse(payload(i)) as Docker.ContainerInspectInfo;
     parsed += inspect.Id.length === 64 ? 1 : 0;
-    if (keep) store.ingest(inspect, images.get(inspect.Image));
+    if (i < keep) store.ingest(inspect, images.get(inspect.Image));
   }
   const { rss } = settle();
   process.stdout.write(JSON.stringify({ rss, parsed, size: store.counters().size }));
 }
 
-function childRss(keep: boolean): number {
-  const args = [import.meta.filename, '--rss-child', keep ? 'keep' : 'drop'];
+function childRss(keep: number): number {
+  const args = [import.meta.filename, '--rss-child', String(keep)];
   const { rss, parsed, size } = JSON.parse(execFileSync(process.execPath, args, { encoding: 'utf8' })) as {
     rss: number;
     parsed: number;
     size: number;
   };
-  if (parsed !== RSS_CONTAINERS || size !== (keep ? RSS_CONTAINERS : 0))
-    throw new Error('RSS child went wrong');
+  if (parsed !== RSS_PARSED || size !== keep) throw new Error('RSS child went wrong');
   return rss;
 }
 
 function benchRss(): void {
   const runs = 3;
-  const empty: number[] = [];
-  const full: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    empty.push(childRss(false));
-    full.push(childRss(true));
+  const counts = [0, 10_000, 20_000];
+  const samples = counts.map(() => [] as number[]);
+  for (let r = 0; r < runs; r++) {
+    for (const [i, n] of counts.entries()) samples[i]?.push(childRss(n));
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
-  const perThousand = ((median(full) - median(empty)) / RSS_CONTAINERS) * 1000;
+  const median = (xs: number[] = []) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+  const [none, ten, twenty] = samples.map(median) as [number, number, number];
+  const mib = (bytes: number, n: number) => `${((bytes / n) * 1000) / 1024 / 1024}`.slice(0, 5);
   console.log(
-    `process RSS, ${RSS_CONTAINERS} cached vs parsed and dropped (median of ${runs} child processes each):`,
+    `process RSS of child processes that parse the same ${RSS_PARSED} payloads (median of ${runs}):`,
   );
-  console.log(`  ${(perThousand / 1024 / 1024).toFixed(3)} MiB per 1,000 containers`);
+  console.log(`  caching 10,000 vs none:      ${mib(ten - none, 10_000)} MiB per 1,000 containers`);
+  console.log(
+    `  caching 20,000 vs 10,000:    ${mib(twenty - ten, 10_000)} MiB per 1,000 containers (marginal)`,
+  );
 }
 
 const childArg = process.argv.indexOf('--rss-child');
 if (childArg !== -1) {
-  rssChild(process.argv[childArg + 1] === 'keep');
+  rssChild(Number(process.argv[childArg + 1]));
   process.exit(0);
 }
 
