@@ -22,6 +22,8 @@ import {
 import type Docker from 'dockerode';
 import { Registry } from 'prom-client';
 import { createDockerClient, resolveDockerTarget } from '../../agent/docker/client.ts';
+import { lokiExporterConfigSchema } from '../../agent/exporters/loki/config.ts';
+import { createLokiExporter } from '../../agent/exporters/loki/index.ts';
 import { otlpHttpExporterConfigSchema } from '../../agent/exporters/otlp-http/config.ts';
 import { createOtlpHttpExporter, type OtlpHttpExporter } from '../../agent/exporters/otlp-http/index.ts';
 import { mappingConfigSchema, metadataConfigSchema } from '../../agent/metadata/config.ts';
@@ -33,6 +35,7 @@ import { createOtlpHttpReceiver, type OtlpHttpReceiver } from '../../agent/recei
 import { silentLogger } from '../../agent/telemetry/logger.ts';
 import { startSelfTelemetry } from '../../agent/telemetry/tracing.ts';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
+import { startLokiReceiver } from '../helpers/loki-receiver.ts';
 import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { freeTestSubnet } from '../helpers/test-network.ts';
 
@@ -673,5 +676,69 @@ describe('self-telemetry', () => {
     assert.ok(inspect, `spans: ${spans.map((s) => s.name).join(', ')}`);
     assert.equal(inspect.parentSpanId, receives[1]?.spanId, 'the Docker lookup is a child of the request');
     assert.equal(inspect.status?.code, 2, 'the engine answered 404');
+  });
+});
+
+describe('OTLP logs to Loki', () => {
+  test('received logs become Loki entries of the sending container under the collected-logs label policy', async (t) => {
+    const loki = await startLokiReceiver();
+    const metrics = new Registry();
+    const stateDir = await mkdtemp(join(dir, 'state-'));
+    const exporter = createLokiExporter(
+      'loki',
+      lokiExporterConfigSchema.parse({ endpoint: loki.url, delivery: { max_delay: '50ms' } }),
+      { logger: silentLogger(), metrics, stateDir },
+    );
+    const receiver = createOtlpHttpReceiver(otlpHttpReceiverConfigSchema.parse({ listen: '127.0.0.1:0' }), {
+      store: metadata.store,
+      forwarders: {},
+      logExporters: [exporter],
+      logger: silentLogger(),
+      metrics,
+    });
+    await exporter.start();
+    await receiver.start();
+    const app = await runContainer(
+      '--network',
+      'none',
+      '--label',
+      'io.labelcast.contact=oncall@example.com',
+      TEST_IMAGES.app,
+    );
+    t.after(async () => {
+      await receiver.shutdown();
+      await exporter.shutdown();
+      await loki.close();
+      await engine.docker('rm', '-f', app.id);
+    });
+    const provider = new LoggerProvider({
+      resource: resourceFromAttributes({ 'container.id': app.id }),
+      processors: [
+        new SimpleLogRecordProcessor({
+          exporter: new OTLPLogExporterProto({ url: `http://${receiver.address()}/v1/logs` }),
+        }),
+      ],
+    });
+    provider.getLogger('payments').emit({
+      body: 'card declined',
+      severityNumber: SeverityNumber.ERROR,
+      severityText: 'ERROR',
+      attributes: { 'order.id': 'o-99' },
+      timestamp: 1_733_300_000_456,
+    });
+    await provider.forceFlush();
+    await provider.shutdown();
+    const [entry] = await waitFor('the Loki entry', () =>
+      loki.entries.length > 0 ? loki.entries : undefined,
+    );
+    assert.equal(entry?.line, 'card declined');
+    assert.equal(entry?.timestampNs, 1_733_300_000_456_000_000n);
+    assert.equal(entry?.labels.container_name, app.name);
+    assert.equal(entry?.labels.support_contact, 'oncall@example.com');
+    assert.equal(entry?.labels.service_name, 'api');
+    assert.equal(entry?.structuredMetadata.container_id, app.id);
+    assert.equal(entry?.structuredMetadata.vcs_ref_head_revision, APP_REVISION);
+    assert.equal(entry?.structuredMetadata.severity_text, 'ERROR');
+    assert.equal(entry?.structuredMetadata.order_id, 'o-99');
   });
 });
