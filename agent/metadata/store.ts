@@ -274,7 +274,7 @@ export class ContainerStore implements MetadataStore {
   markDied(id: string, exitCode: number | undefined, at: number): void {
     const current = this.#fresh(id, at);
     if (!current?.running) return;
-    const entry = Object.freeze({ ...current, running: false, pid: 0, ips: [] as readonly string[] });
+    const entry = Object.freeze({ ...current, running: false, pid: 0, ips: NO_IPS });
     this.#put(entry, at);
     this.#emit({ type: 'die', entry, exitCode });
   }
@@ -295,7 +295,7 @@ export class ContainerStore implements MetadataStore {
       ...current,
       running: false,
       pid: 0,
-      ips: [] as readonly string[],
+      ips: NO_IPS,
       removedAt: Date.now(),
     });
     this.#put(entry, at);
@@ -312,10 +312,10 @@ export class ContainerStore implements MetadataStore {
     const { image } = await this.#image(imageId, at);
     if (!image) return;
     for (const current of [...this.#containers.values()]) {
-      if (current.imageId !== imageId || current.image === image) continue;
+      if (current.imageId !== imageId || current.image === image || current.removedAt !== undefined) continue;
       const entry = this.#derive(current, {}, image);
       this.#put(entry, this.#knownAt.get(current.id) ?? at);
-      if (current.removedAt === undefined) this.#emit({ type: 'update', entry });
+      this.#emit({ type: 'update', entry });
     }
   }
 
@@ -623,14 +623,23 @@ export class ContainerStore implements MetadataStore {
   ): ContainerEntry {
     const name = changes.name ?? current.name;
     const { id, imageRef, imageId, labels } = current;
-    const labelOrigins =
-      image === current.image ? current.labelOrigins : containerLabelOrigins(labels, image);
+    let labelOrigins = current.labelOrigins;
+    if (image !== current.image) {
+      const origins = containerLabelOrigins(labels, image);
+      labelOrigins =
+        image !== undefined && labels === image.labels
+          ? image.labelOrigins
+          : fastRecord(Object.keys(origins), (key) => origins[key] as LabelOrigin);
+    }
     return Object.freeze({
       ...current,
       name,
       image,
-      labelOrigins: Object.freeze(labelOrigins),
-      attributes: this.#mapper.attributes({ id, name, imageRef, imageId, image, labels }),
+      labelOrigins,
+      attributes: compactAttributes(
+        this.#mapper.attributes({ id, name, imageRef, imageId, image, labels }),
+        current.attributes,
+      ),
     });
   }
 
@@ -724,9 +733,11 @@ export class ContainerStore implements MetadataStore {
     for (const t of this.#tombstones) {
       if (t.expiresAt > now) break;
       n++;
-      if (this.#containers.peek(t.id) === t.entry) {
+      // Still this tombstone (not a container that came back, nor evicted): drop it.
+      const current = this.#containers.peek(t.id);
+      if (current !== undefined && current.removedAt === t.entry.removedAt) {
         this.#containers.delete(t.id);
-        this.#unindex(t.id, t.entry);
+        this.#unindex(t.id, current);
       }
     }
     this.#tombstones = this.#tombstones.slice(n);

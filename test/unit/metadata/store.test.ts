@@ -387,3 +387,30 @@ test('the counters are exported on the registry', async () => {
   assert.match(await metrics.metrics(), /labelcast_metadata_lookups_total\{result="hit"\} 2/);
   store.close();
 });
+
+test('a re-tagged image rebuilds its running containers, and a tombstone of that image still expires', async () => {
+  const engine = fakeEngine();
+  engine.add({ id: hex(1) });
+  engine.add({ id: hex(2) });
+  const store = storeFor(engine, { tombstone_grace: '60ms' });
+  await store.refresh(hex(1), 0);
+  const { entry: before } = await store.refresh(hex(2), 0);
+  store.markDestroyed(hex(1), performance.now());
+  const app = IMAGES[0] as { inspect: { RepoTags: string[] } };
+  const tags = app.inspect.RepoTags;
+  app.inspect.RepoTags = [...tags, 'labelcast-test/app:stable'];
+  try {
+    await store.refreshImage(APP.Image, performance.now());
+  } finally {
+    app.inspect.RepoTags = tags;
+  }
+  const after = store.get(hex(2));
+  assert.ok(before && after && after !== before);
+  assert.deepEqual(after.attributes['container.image.tags'], ['2.3.1', 'stable']);
+  assert.equal(after.attributes['container.id'], hex(2));
+  assert.equal(engine.calls.image, 2);
+  await new Promise((r) => setTimeout(r, 120));
+  assert.equal(store.get(hex(1)), undefined);
+  assert.equal(store.get(hex(2)), after);
+  store.close();
+});
