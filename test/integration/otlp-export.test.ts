@@ -180,7 +180,8 @@ for (const encoding of ['protobuf', 'json'] as const) {
       truth.map((l) => [l.line, l.stream, l.ns]),
       'bodies, streams and nanosecond timestamps are the engine’s',
     );
-    assert.ok(records.every((r) => BigInt(r.observedTimeUnixNano) >= BigInt(r.timeUnixNano)));
+    // The receiver stamps observed time at millisecond precision: it may trail the engine's by < 1 ms.
+    assert.ok(records.every((r) => BigInt(r.observedTimeUnixNano) + 1_000_000n > BigInt(r.timeUnixNano)));
     const stderr = records.find((r) => r.attributes['log.iostream'] === 'stderr');
     assert.equal(stderr?.body, 'disk full');
     assert.ok(stderr?.severityNumber, 'stderr lines carry a severity');
@@ -278,8 +279,8 @@ test('a 60 s outage with a SIGKILL in the middle: the spool bounds memory, survi
   // Spooled batches are acknowledged, so the restart re-reads only what was not yet durable: the
   // batches in flight between the receiver and the spool when the process was killed.
   const duplicates = received.length - lines.length;
-  console.log(`outage test: ${duplicates} duplicate lines after SIGKILL`);
   assert.ok(duplicates <= 2000, `duplicates: ${duplicates}`);
+  assert.ok((child.status[0]?.spoolBytes ?? 0) > 0, 'the restarted process found the spool and replayed it');
   const maxQueueAfter = Math.max(...child.status.map((s) => s.queueBytes));
   assert.ok(maxQueueAfter <= QUEUE_BYTES, `memory queue peaked at ${maxQueueAfter} bytes after restart`);
   assert.ok(received.every((r) => r.resource['vcs.ref.head.revision'] === APP_REVISION));
