@@ -166,11 +166,17 @@ test('50,000 numbered lines arrive exactly once and in order across size-based r
     TEST_IMAGES.base,
     'sh',
     '-c',
-    // Start writing once the receiver follows the container, and write in bursts of about one file:
+    // Start writing once the receiver follows the container, and write in bursts of about half a file:
     // files the engine rotated away and deleted before anyone read them are the engine's loss.
-    'sleep 1; i=0; while [ $i -lt 50 ]; do seq $((i*1000+1)) $((i*1000+1000)); usleep 30000; i=$((i+1)); done',
+    'sleep 1; i=0; while [ $i -lt 100 ]; do seq $((i*500+1)) $((i*500+500)); usleep 40000; i=$((i+1)); done',
   );
-  await until('50,000 lines', () => collector.bodies(id).length >= 50_000);
+  await until('50,000 lines', () => collector.bodies(id).length >= 50_000).catch((err: Error) => {
+    const got = collector.bodies(id);
+    const gaps = got.flatMap((b, i) =>
+      i > 0 && Number(b) !== Number(got[i - 1]) + 1 ? [`${got[i - 1]}→${b}`] : [],
+    );
+    throw new Error(`${err.message}: got ${got.length}, gaps ${gaps.slice(0, 10).join(' ')}`);
+  });
   await engine.docker('wait', id);
   await new Promise((r) => setTimeout(r, 300));
   const bodies = collector.bodies(id);

@@ -99,7 +99,6 @@ export function createJsonFileReceiver(config: JsonFileConfig, deps: ReceiverDep
   let unsubscribe: (() => void) | undefined;
   let started = false;
   let closed = false;
-  let errors = 0;
 
   const eligible = (entry: ContainerEntry): boolean =>
     entry.logDriver === 'json-file' &&
@@ -126,9 +125,9 @@ export function createJsonFileReceiver(config: JsonFileConfig, deps: ReceiverDep
             // A late ack after the checkpoint was forgotten must not bring it back.
             if (!forgotten.has(entry.id)) deps.checkpoints.set(key, position);
           },
-          onError: (err) => {
-            if (errors++ === 0) logger.warn({ err, container: entry.id }, 'Cannot read a json-file log');
-          },
+          // The tailer reports the first error of each run of failures, and retries.
+          onError: (err) =>
+            logger.warn({ err, container: entry.id }, 'Cannot read a json-file log: retrying'),
           metrics,
         },
         entry,

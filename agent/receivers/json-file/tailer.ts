@@ -47,6 +47,8 @@ export const TRUNCATED_ATTRIBUTE = 'log.truncated';
 const MAX_PHYSICAL_LINE = 8 * 1024 * 1024;
 /** Fallback poll when no inotify event arrives (e.g. on some network or overlay mounts). */
 const POLL_MS = 1000;
+/** Pause before retrying after a read error or a rejected consume. */
+const RETRY_MS = 1000;
 /** After `die`, the engine may still flush the last lines: look once more after this long. */
 const SETTLE_MS = 500;
 
@@ -87,6 +89,8 @@ export class Tailer {
   /** Read to the end, then stop (the container died or was removed). */
   private draining = false;
   private settle = false;
+  /** In a run of errors: only the first is reported. */
+  private failing = false;
   private wake: (() => void) | undefined;
   private watcher: FSWatcher | undefined;
 
@@ -108,12 +112,14 @@ export class Tailer {
     if (this.loop) return;
     this.loop = this.run()
       .catch((err: unknown) => this.opts.onError(err))
-      .finally(() => {
-        this.loop = undefined;
+      .finally(async () => {
         this.closeWatch();
         const source = this.source;
         this.source = undefined;
-        return source?.close();
+        await source?.close().catch(() => {});
+        this.loop = undefined;
+        // Resumed while the loop was ending (a quick die/start): go on.
+        if (!this.stopped && !this.draining) this.resume();
       });
   }
 
@@ -138,12 +144,23 @@ export class Tailer {
   private async run(): Promise<void> {
     let settled = false;
     while (!this.stopped) {
-      if ((await this.readChunk()) > 0) {
-        settled = false;
+      try {
+        if ((await this.readChunk()) > 0) {
+          settled = false;
+          this.failing = false;
+          continue;
+        }
+        if (this.stopped) break;
+        if (await this.advance()) continue;
+      } catch (err) {
+        this.fail(err);
+        // Reopen from the last whole record after a pause: the file may come back (permissions, remount).
+        const source = this.source;
+        this.source = undefined;
+        await source?.close().catch(() => {});
+        await this.sleep(RETRY_MS);
         continue;
       }
-      if (this.stopped) break;
-      if (await this.advance()) continue;
       if (this.draining) {
         if (settled || !this.settle) break;
         settled = true;
@@ -171,8 +188,9 @@ export class Tailer {
       const time = BigInt(start.time);
       this.lastTime = time;
       const file = files.find((f) => f.ino === start.ino && f.size >= start.offset);
-      // An inode can be reused by a later file: trust it only if the file begins before the checkpoint.
-      const first = file && (await firstRecordTime(file));
+      // An inode can be reused by a later file: trust it only if the file begins before the checkpoint
+      // (a checkpoint taken before any record was read, time -1, has nothing to compare with).
+      const first = file && time >= 0n ? await firstRecordTime(file) : undefined;
       if (file && (first === undefined || first <= time)) {
         await this.openAt(file, start.offset);
         this.position = start;
@@ -196,9 +214,11 @@ export class Tailer {
     if (file.size === 0) return 0;
     const source = await openSource(file);
     try {
-      const probe = Buffer.allocUnsafe(1);
-      const n = await source.read(probe, file.size - 1);
-      return n === 1 && probe[0] === 10 ? file.size : 0;
+      const tail = Buffer.allocUnsafe(Math.min(file.size, 64 * 1024));
+      const from = file.size - tail.length;
+      const n = await source.read(tail, from);
+      const nl = tail.lastIndexOf(10, n - 1);
+      return nl < 0 ? file.size : from + nl + 1;
     } finally {
       await source.close();
     }
@@ -353,7 +373,24 @@ export class Tailer {
       ack();
       return;
     }
-    await this.opts.consumer.consume({ records, ack });
+    const batch = { records, ack };
+    // A rejected consume is backpressure: the batch was not taken, so offer the same batch again.
+    while (!this.stopped) {
+      try {
+        await this.opts.consumer.consume(batch);
+        return;
+      } catch (err) {
+        this.fail(err);
+        await this.sleep(RETRY_MS);
+      }
+    }
+  }
+
+  /** Reports the first error of a run of failures; the tailer keeps retrying. */
+  private fail(err: unknown): void {
+    if (this.failing) return;
+    this.failing = true;
+    this.opts.onError(err);
   }
 
   /**

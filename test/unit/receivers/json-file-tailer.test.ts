@@ -40,6 +40,7 @@ interface Harness {
   batches: LogBatch[];
   bodies(): string[];
   committed: FilePosition[];
+  errors: unknown[];
   tailer(
     start: FilePosition | 'beginning' | 'end',
     opts?: { maxLineBytes?: number; autoAck?: boolean },
@@ -56,6 +57,7 @@ async function harness(t: { after(fn: () => unknown): void }): Promise<Harness> 
     logPath,
     batches: [],
     committed: [],
+    errors: [],
     bodies: () => h.batches.flatMap((b) => b.records.map((r: LogRecord) => r.body)),
     tailer(start, opts = {}) {
       const tailer = new Tailer(
@@ -64,6 +66,7 @@ async function harness(t: { after(fn: () => unknown): void }): Promise<Harness> 
           logPath,
           consumer: {
             async consume(batch) {
+              if (opts.reject?.()) throw new Error('backpressure');
               h.batches.push(batch);
               if (opts.autoAck !== false) batch.ack();
             },
@@ -72,9 +75,7 @@ async function harness(t: { after(fn: () => unknown): void }): Promise<Harness> 
           maxLineBytes: opts.maxLineBytes ?? 1024 * 1024,
           chunkBytes: 4096,
           commit: (p) => h.committed.push(p),
-          onError: (err) => {
-            throw err;
-          },
+          onError: (err) => h.errors.push(err),
           metrics: metrics(),
         },
         undefined,
@@ -223,4 +224,48 @@ test('start_at end skips what was written before and reads what follows', async 
   assert.equal(record?.stream, 'stderr');
   assert.equal(record?.severityText, 'ERROR');
   assert.equal(record?.containerId, ID);
+});
+
+test('a rejected consume is backpressure: the same batch is offered again and nothing is lost', async (t) => {
+  const h = await harness(t);
+  for (let i = 0; i < 50; i++) appendFileSync(h.logPath, line(`r${i}\n`));
+  let rejections = 0;
+  const tailer = h.tailer('beginning', { reject: () => rejections++ < 1 });
+  tailer.resume();
+  await until('all lines', () => h.bodies().length === 50);
+  assert.deepEqual(
+    h.bodies(),
+    Array.from({ length: 50 }, (_, i) => `r${i}`),
+  );
+  assert.equal(h.committed.length, 1);
+  assert.equal(h.errors.length, 1);
+});
+
+test('start_at end begins after the last whole line when the file ends mid-line', async (t) => {
+  const h = await harness(t);
+  appendFileSync(h.logPath, line('old\n'));
+  const next = line('next\n');
+  appendFileSync(h.logPath, next.slice(0, 20));
+  const tailer = h.tailer('end');
+  tailer.resume();
+  await new Promise((r) => setTimeout(r, 100));
+  appendFileSync(h.logPath, next.slice(20));
+  await until('the line being written', () => h.bodies().length === 1);
+  assert.deepEqual(h.bodies(), ['next']);
+});
+
+test('a tailer resumed right after a drain goes on reading from where it was', async (t) => {
+  const h = await harness(t);
+  appendFileSync(h.logPath, line('one\n'));
+  const tailer = h.tailer('beginning');
+  tailer.resume();
+  await until('one', () => h.bodies().length === 1);
+  // Drained and resumed in the same tick (a quick die/start), then drained to the end and resumed.
+  void tailer.drain(true);
+  tailer.resume();
+  await tailer.drain(false);
+  tailer.resume();
+  appendFileSync(h.logPath, line('two\n'));
+  await until('two', () => h.bodies().length === 2);
+  assert.deepEqual(h.bodies(), ['one', 'two']);
 });
