@@ -6,8 +6,9 @@
  * them to a blackhole sink (this process). Printed for association on (container.id → the container's
  * attributes spliced into the Resource) and off (pure pass-through, the baseline):
  * - spans per CPU-second of the agent process, at the maximum rate the client reaches;
- * - the latency the agent adds at half that rate, p50/p99: from the client having written a request
- *   to the sink having read the forwarded one (both read CLOCK_MONOTONIC via process.hrtime).
+ * - the latency at half that rate, p50/p99: from the client having written a request to the sink
+ *   having read the forwarded one (both read CLOCK_MONOTONIC via process.hrtime). `direct` sends the
+ *   same requests at the same rate straight to the sink: what the agent adds is the difference.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
@@ -305,6 +306,54 @@ interface Result {
   refused: number;
 }
 
+let seq = 0;
+
+/** Runs the client against `address` for `durationMs` at `rate` (undefined: as fast as it can). */
+async function clientRun(
+  client: ChildProcess,
+  address: string,
+  durationMs: number,
+  rate: number | undefined,
+) {
+  const firstSeq = seq;
+  client.send({ address, durationMs, rate, firstSeq } satisfies ClientRun);
+  const r = await message<{ sent: [number, string][]; refused: number; elapsedNs: string }>(
+    client,
+    (m) => 'sent' in m,
+  );
+  seq = firstSeq + r.sent.length + r.refused + 1;
+  // Let the last forwarded requests arrive.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  return r;
+}
+
+/** Client write → sink read, in ms, sorted. */
+function latencies(sink: Sink, sent: [number, string][]): number[] {
+  const out: number[] = [];
+  for (const [n, t] of sent) {
+    const arrived = sink.arrivals.get(n);
+    if (arrived !== undefined) out.push(Number(arrived - BigInt(t)) / 1e6);
+  }
+  sink.arrivals.clear();
+  return out.sort((a, b) => a - b);
+}
+
+/** The same client and sink without the agent: what the measurement itself costs at that rate. */
+async function measureDirect(sink: Sink, client: ChildProcess, rate: number): Promise<Result> {
+  const run = await clientRun(client, sink.url.slice('http://'.length), HALF_RATE_MS, rate);
+  const l = latencies(sink, run.sent);
+  return {
+    mode: 'direct',
+    maxRate: Number.NaN,
+    spansPerCpuSecond: Number.NaN,
+    agentCpu: Number.NaN,
+    halfRate: rate,
+    p50: percentile(l, 50),
+    p99: percentile(l, 99),
+    refused: run.refused,
+  };
+}
+
 async function measure(mode: 'enrich' | 'passthrough', sink: Sink, client: ChildProcess): Promise<Result> {
   const agent = child('agent', mode, sink.url);
   const { address } = await message<{ address: string }>(agent, (m) => 'address' in m);
@@ -313,19 +362,7 @@ async function measure(mode: 'enrich' | 'passthrough', sink: Sink, client: Child
     const { cpu: c } = await message<{ cpu: NodeJS.CpuUsage }>(agent, (m) => 'cpu' in m);
     return (c.user + c.system) / 1e6;
   };
-  let seq = 0;
-  const run = async (durationMs: number, rate: number | undefined) => {
-    const firstSeq = seq;
-    client.send({ address, durationMs, rate, firstSeq } satisfies ClientRun);
-    const r = await message<{ sent: [number, string][]; refused: number; elapsedNs: string }>(
-      client,
-      (m) => 'sent' in m,
-    );
-    seq = firstSeq + r.sent.length + r.refused + 1;
-    // Let the last forwarded requests arrive.
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    return r;
-  };
+  const run = (durationMs: number, rate: number | undefined) => clientRun(client, address, durationMs, rate);
 
   await run(WARMUP_MS, undefined);
   const cpu0 = await cpu();
@@ -337,23 +374,17 @@ async function measure(mode: 'enrich' | 'passthrough', sink: Sink, client: Child
 
   const halfRate = maxRate / 2;
   const half = await run(HALF_RATE_MS, halfRate);
-  const latencies: number[] = [];
-  for (const [n, t] of half.sent) {
-    const arrived = sink.arrivals.get(n);
-    if (arrived !== undefined) latencies.push(Number(arrived - BigInt(t)) / 1e6);
-  }
-  latencies.sort((a, b) => a - b);
+  const l = latencies(sink, half.sent);
   agent.send({ cmd: 'stop' });
   await once(agent, 'exit');
-  sink.arrivals.clear();
   return {
     mode,
     maxRate,
     spansPerCpuSecond: forwarded / agentCpu,
     agentCpu,
     halfRate,
-    p50: percentile(latencies, 50),
-    p99: percentile(latencies, 99),
+    p50: percentile(l, 50),
+    p99: percentile(l, 99),
     refused: max.refused + half.refused,
   };
 }
@@ -369,12 +400,14 @@ async function main(): Promise<void> {
   );
   const results: Result[] = [];
   console.log(
-    '\nround  mode          max req/s  spans/s    agent CPU-s  spans/CPU-s   half-rate req/s  added p50   added p99   refused',
+    '\nround  mode          max req/s  spans/s    agent CPU-s  spans/CPU-s   half-rate req/s  p50         p99         refused',
   );
+  const num = (n: number, digits: number, width: number) =>
+    (Number.isNaN(n) ? '-' : n.toFixed(digits)).padStart(width);
   const row = (label: string, r: Result) =>
     console.log(
-      `${label.padEnd(6)} ${r.mode.padEnd(13)} ${r.maxRate.toFixed(0).padStart(9)}  ${(r.maxRate * SPANS).toFixed(0).padStart(9)}  ` +
-        `${r.agentCpu.toFixed(2).padStart(11)}  ${r.spansPerCpuSecond.toFixed(0).padStart(11)}   ` +
+      `${label.padEnd(6)} ${r.mode.padEnd(13)} ${num(r.maxRate, 0, 9)}  ${num(r.maxRate * SPANS, 0, 9)}  ` +
+        `${num(r.agentCpu, 2, 11)}  ${num(r.spansPerCpuSecond, 0, 11)}   ` +
         `${r.halfRate.toFixed(0).padStart(15)}  ${r.p50.toFixed(2).padStart(7)} ms ${r.p99.toFixed(2).padStart(7)} ms  ${String(r.refused).padStart(7)}`,
     );
   for (let round = 1; round <= ROUNDS; round++) {
@@ -383,12 +416,15 @@ async function main(): Promise<void> {
       results.push(r);
       row(String(round), r);
     }
+    const direct = await measureDirect(sink, client, (results.at(-1) as Result).halfRate);
+    results.push(direct);
+    row(String(round), direct);
   }
   client.send({ cmd: 'exit' });
   sink.close();
   // Rounds alternate the modes, so a busy neighbour hits both alike; the median of each column is the summary.
   const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] as number;
-  for (const mode of ['passthrough', 'enrich'] as const) {
+  for (const mode of ['passthrough', 'enrich', 'direct'] as const) {
     const of = results.filter((r) => r.mode === mode);
     row('median', {
       mode,
@@ -401,6 +437,13 @@ async function main(): Promise<void> {
       refused: of.reduce((a, r) => a + r.refused, 0),
     });
   }
+  const med = (mode: string, key: 'p50' | 'p99') =>
+    median(results.filter((r) => r.mode === mode).map((r) => r[key]));
+  console.log(
+    `\nadded by the agent (median, minus direct): enriched p50 ${(med('enrich', 'p50') - med('direct', 'p50')).toFixed(2)} ms, ` +
+      `p99 ${(med('enrich', 'p99') - med('direct', 'p99')).toFixed(2)} ms; pass-through p50 ` +
+      `${(med('passthrough', 'p50') - med('direct', 'p50')).toFixed(2)} ms, p99 ${(med('passthrough', 'p99') - med('direct', 'p99')).toFixed(2)} ms`,
+  );
   console.log(
     `\n${cpus().length} CPUs, load average ${loadavg()
       .map((l) => l.toFixed(1))
