@@ -93,7 +93,6 @@ export function createJsonFileReceiver(config: JsonFileConfig, deps: ReceiverDep
       }),
   );
   const tailers = new Map<string, Tailer>();
-  const forgotten = new Set<string>();
   const excluded = new Set<string>();
   const timers = new Set<NodeJS.Timeout>();
   let unsubscribe: (() => void) | undefined;
@@ -111,7 +110,6 @@ export function createJsonFileReceiver(config: JsonFileConfig, deps: ReceiverDep
     if (!tailer) {
       if (!eligible(entry)) return;
       const key = checkpointKey(entry.id);
-      forgotten.delete(entry.id);
       const checkpoint = deps.checkpoints.get<FilePosition>(key);
       tailer = new Tailer(
         {
@@ -122,8 +120,9 @@ export function createJsonFileReceiver(config: JsonFileConfig, deps: ReceiverDep
           maxLineBytes: config.max_line_bytes,
           chunkBytes: CHUNK_BYTES,
           commit: (position) => {
-            // A late ack after the checkpoint was forgotten must not bring it back.
-            if (!forgotten.has(entry.id)) deps.checkpoints.set(key, position);
+            // Only while this tailer is the container's: a late ack after destroy (or exclude) must not
+            // bring a deleted checkpoint back.
+            if (tailers.get(entry.id) === tailer) deps.checkpoints.set(key, position);
           },
           // The tailer reports the first error of each run of failures, and retries.
           onError: (err) =>
@@ -145,7 +144,6 @@ export function createJsonFileReceiver(config: JsonFileConfig, deps: ReceiverDep
     const check = (): void => {
       if (closed || tailers.has(entry.id)) return;
       if (deps.store.get(entry.id) === undefined && !existsSync(dir)) {
-        forgotten.add(entry.id);
         deps.checkpoints.delete(checkpointKey(entry.id));
         return;
       }
@@ -228,7 +226,7 @@ export function createJsonFileReceiver(config: JsonFileConfig, deps: ReceiverDep
       const all = [...tailers.values()];
       await withTimeout(Promise.all(all.map((t) => t.drain(false))), SHUTDOWN_WAIT_MS);
       await withTimeout(Promise.all(all.map((t) => t.stop())), SHUTDOWN_WAIT_MS);
-      tailers.clear();
+      // The tailers stay registered: batches acked after shutdown still advance their checkpoints.
       active.set(0);
     },
     exclude(containerId) {

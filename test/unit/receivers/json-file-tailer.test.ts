@@ -43,7 +43,7 @@ interface Harness {
   errors: unknown[];
   tailer(
     start: FilePosition | 'beginning' | 'end',
-    opts?: { maxLineBytes?: number; autoAck?: boolean },
+    opts?: { maxLineBytes?: number; autoAck?: boolean; reject?: () => boolean },
   ): Tailer;
 }
 
