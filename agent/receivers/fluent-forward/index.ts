@@ -19,6 +19,8 @@ export interface FluentForwardReceiver extends Receiver {
 
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 2000;
+/** What a record costs besides its body, for the per-connection in-flight bound. */
+const RECORD_OVERHEAD_BYTES = 256;
 /** At most one warning per this interval for malformed input, however much a peer sends. */
 const WARN_INTERVAL_MS = 60_000;
 
@@ -75,10 +77,17 @@ function listen(server: Server, target: { host: string; port: number } | string)
 
 /**
  * The `fluent_forward` receiver: the target of Docker's fluentd log driver (and any Forward protocol v1
- * client) on TCP and optionally a unix socket. One batch per Forward message; `{ack: chunk}` is written
- * once the consumer accepted the batch. Reading stops while the consumer applies backpressure, so a
- * connection holds at most one message and the socket's buffer. A malformed frame closes only its
- * connection and is counted. TCP heartbeats (connect, close) need nothing; UDP heartbeats are not served.
+ * client) on TCP and optionally a unix socket. One batch per Forward message, handed to the consumer one
+ * at a time, in order. `{ack: chunk}` is written once the batch is queued in this connection's bounded
+ * buffer: while more than `max_buffer_bytes` of the connection's records wait for consume() to resolve,
+ * the receiver acks nothing and stops reading the socket (TCP backpressure).
+ *
+ * Why not ack only when consume() resolves: the enrich stage holds a batch of a not-yet-known container
+ * while it inspects it, and the engine holds that inspect while the container's log writes are blocked,
+ * which (with fluentd-request-ack) wait for our ack: every line would wait out enrich.max_wait.
+ *
+ * A malformed frame closes only its connection and is counted. TCP heartbeats (connect, close) need
+ * nothing; UDP heartbeats are not served.
  */
 export function createFluentForwardReceiver(
   config: FluentForwardConfig,
@@ -128,16 +137,44 @@ export function createFluentForwardReceiver(
     // Counts the bytes the decoder holds for the message in progress: a peer cannot make it buffer more.
     const source = (async function* bounded() {
       for await (const chunk of socket) {
-        unread += (chunk as Buffer).length;
+        // A chunk may end several messages: fail only when the bytes held before it already exceed the bound.
         if (unread > maxBytes) {
           throw new ForwardProtocolError(
             'too_large',
             `A Forward message exceeds max_buffer_bytes (${maxBytes})`,
           );
         }
+        unread += (chunk as Buffer).length;
         yield chunk as Buffer;
       }
     })();
+    // Batches acked to the peer and not yet accepted by the consumer: handed on one at a time, in order.
+    const queue: { records: LogRecord[]; size: number }[] = [];
+    let queuedBytes = 0;
+    let pumping: Promise<void> | undefined;
+    let progressed: (() => void) | undefined;
+    const pump = async (): Promise<void> => {
+      for (let item = queue[0]; item !== undefined; item = queue[0]) {
+        await deliver(item.records);
+        queue.shift();
+        queuedBytes -= item.size;
+        progressed?.();
+      }
+      pumping = undefined;
+    };
+    const handOff = async (records: LogRecord[]): Promise<void> => {
+      let size = 0;
+      for (const r of records) size += r.body.length + RECORD_OVERHEAD_BYTES;
+      queue.push({ records, size });
+      queuedBytes += size;
+      pumping ??= pump();
+      // Backpressure: while more than max_buffer_bytes of this connection wait for the consumer, read nothing.
+      while (queuedBytes > maxBytes) {
+        await new Promise<void>((resolve) => {
+          progressed = resolve;
+        });
+      }
+    };
     try {
       for await (const value of decodeMultiStream(source, decoderOptions(maxBytes))) {
         unread = 0;
@@ -145,7 +182,7 @@ export function createFluentForwardReceiver(
         const message = parseForwardMessage(value, maxBytes);
         metrics.messages.inc({ mode: message.mode });
         const records = assembler.add(message.entries, nowUnixNano());
-        if (records.length > 0) await deliver(records);
+        if (records.length > 0) await handOff(records);
         if (message.chunk !== undefined && !socket.destroyed) {
           socket.write(encode({ ack: message.chunk }));
           metrics.acks.inc();
@@ -168,6 +205,7 @@ export function createFluentForwardReceiver(
       }
       // Anything else is the peer going away (reset, shutdown): nothing to report.
     } finally {
+      await pumping;
       const rest = assembler.flush(nowUnixNano());
       if (rest.length > 0) await deliver(rest);
     }

@@ -1,5 +1,5 @@
 import type { LogRecord, LogStream } from '../../pipeline/types.ts';
-import { makeRecord } from '../docker-logs/record.ts';
+import { makeRecord, TRUNCATED_ATTRIBUTE } from '../docker-logs/record.ts';
 import type { ForwardEntry } from './protocol.ts';
 
 /** Keys Docker's fluentd driver sets itself; every other key (labels, env, extras) becomes an attribute. */
@@ -57,7 +57,7 @@ export function createRecordAssembler(maxLineBytes: number, onTruncated: () => v
   const finish = (line: PendingLine, observed: bigint): LogRecord => {
     if (line.truncated) onTruncated();
     const attributes = line.truncated
-      ? { ...line.attributes, 'labelcast.truncated': 'true' }
+      ? { ...line.attributes, [TRUNCATED_ATTRIBUTE]: 'true' }
       : line.attributes;
     return makeRecord(
       line.containerId,

@@ -171,22 +171,40 @@ describe('fluent_forward receiver', () => {
     assert.equal(h.records[5]?.timeUnixNano, 1796397765_000000001n);
   });
 
-  it('answers option.chunk with {ack: chunk} after the batch is accepted', async () => {
-    let release: (() => void) | undefined;
-    const h = await start(async () => {
-      await new Promise<void>((r) => {
-        release = r;
-      });
-    });
+  it('answers option.chunk with {ack: chunk} once the batch is queued, and stops at max_buffer_bytes', async () => {
+    const releases: (() => void)[] = [];
+    const h = await start(
+      async () => {
+        await new Promise<void>((r) => {
+          releases.push(r);
+        });
+      },
+      { max_buffer_bytes: 4096 },
+    );
     const c = await connect(h.port);
     const acks = replies(c);
-    c.write(pack(['t', 1796397764, dockerRecord('needs ack'), { chunk: 'Y2h1bmsx' }]));
-    await until(() => release !== undefined, 'the batch to reach the consumer');
-    await new Promise((r) => setTimeout(r, 50));
-    assert.deepEqual(acks, [], 'no ack before the consumer accepted the batch');
-    release?.();
-    await until(() => acks.length === 1, 'the ack');
-    assert.deepEqual(acks, [{ ack: 'Y2h1bmsx' }]);
+    // Each record counts its body plus a fixed overhead: three ~1.3 KiB records stay within 4 KiB.
+    const body = 'z'.repeat(1000);
+    for (let i = 0; i < 6; i++)
+      c.write(pack(['t', 1796397764, dockerRecord(`${i} ${body}`), { chunk: `k${i}` }]));
+    await until(() => acks.length === 3, 'acks within the bound');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(
+      acks.map((a) => (a as { ack: string }).ack),
+      ['k0', 'k1', 'k2'],
+      'the batch that crosses the bound waits for its ack, and nothing more is read',
+    );
+    assert.equal(h.batches, 1, 'batches go to the consumer one at a time');
+    releases.shift()?.();
+    await until(() => acks.length === 4, 'one more ack once one consume() resolves');
+    while (h.records.length < 6) {
+      releases.shift()?.();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.deepEqual(
+      acks.map((a) => (a as { ack: string }).ack),
+      ['k0', 'k1', 'k2', 'k3', 'k4', 'k5'],
+    );
     c.destroy();
   });
 
@@ -239,30 +257,35 @@ describe('fluent_forward receiver', () => {
   });
 
   it('stops reading the socket while the consumer applies backpressure, then delivers everything', async () => {
-    let gate: Promise<void> | undefined;
     let open: (() => void) | undefined;
-    gate = new Promise((r) => {
+    let gate: Promise<void> | undefined = new Promise((r) => {
       open = r;
     });
-    const h = await start(async () => {
-      if (gate) await gate;
-    });
+    const h = await start(
+      async () => {
+        if (gate) await gate;
+      },
+      { max_buffer_bytes: 1024 * 1024 },
+    );
     const c = await connect(h.port);
     const line = 'y'.repeat(1000);
-    const total = 20_000; // ~20 MB: far beyond every socket buffer
+    const total = 20_000; // ~20 MB: far beyond the bound and every socket buffer
     let writable = true;
     for (let i = 0; i < total; i++) {
       writable = c.write(pack(['t', 1796397764, dockerRecord(`${i} ${line}`)]));
     }
     assert.equal(writable, false);
     await new Promise((r) => setTimeout(r, 300));
-    assert.equal(h.batches, 1, 'one batch is with the consumer, nothing more is read');
+    assert.equal(h.batches, 1, 'one batch is with the consumer; at most max_buffer_bytes more are queued');
     assert.ok(c.writableLength > 10_000_000, 'the client is held back by TCP');
     gate = undefined;
     open?.();
     c.end();
     await until(() => h.records.length === total, 'every record after the consumer resumes');
-    assert.equal(h.records.at(-1)?.body.split(' ')[0], String(total - 1));
+    assert.deepEqual(
+      h.records.map((r) => Number(r.body.split(' ')[0])),
+      Array.from({ length: total }, (_, i) => i),
+    );
   });
 
   it('reports the actual bound port for a port-0 listen address', async () => {
