@@ -180,10 +180,12 @@ export class Tailer {
     const files = await listLogFiles(this.opts.logPath);
     if (files.length === 0) return false;
     const current = files[files.length - 1] as LogFile;
-    if (start === 'beginning') {
-      await this.openAt(files[0] as LogFile, 0);
-    } else if (start === 'end') {
-      await this.openAt(current, current.gz ? 0 : await this.lineStartAtEnd(current));
+    if (start === 'beginning' || start === 'end') {
+      if (start === 'beginning') await this.openAt(files[0] as LogFile, 0);
+      else await this.openAt(current, current.gz ? 0 : await this.lineStartAtEnd(current));
+      // Checkpoint the starting point at once: an agent restarted before this container logs anything
+      // must resume here, not apply start_at again and skip what was written meanwhile.
+      if (this.position) this.acks.issue(this.position)();
     } else {
       const time = BigInt(start.time);
       this.lastTime = time;

@@ -5,6 +5,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -217,6 +218,7 @@ test('start_at end skips what was written before and reads what follows', async 
   const tailer = h.tailer('end');
   tailer.resume();
   await new Promise((r) => setTimeout(r, 100));
+  assert.equal(h.committed[0]?.offset, statSync(h.logPath).size, 'the start is checkpointed at once');
   appendFileSync(h.logPath, line('new\n', 'stderr'));
   await until('new line', () => h.bodies().length === 1);
   const record = h.batches[0]?.records[0];
@@ -237,7 +239,7 @@ test('a rejected consume is backpressure: the same batch is offered again and no
     h.bodies(),
     Array.from({ length: 50 }, (_, i) => `r${i}`),
   );
-  assert.equal(h.committed.length, 1);
+  assert.equal(h.committed.at(-1)?.offset, statSync(h.logPath).size);
   assert.equal(h.errors.length, 1);
 });
 
