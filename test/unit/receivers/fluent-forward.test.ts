@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { Decoder, Encoder } from '@msgpack/msgpack';
@@ -286,6 +291,30 @@ describe('fluent_forward receiver', () => {
       h.records.map((r) => Number(r.body.split(' ')[0])),
       Array.from({ length: total }, (_, i) => i),
     );
+  });
+
+  it('listens on a unix socket as well, replacing a stale socket file', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'lc-ff-sock-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'forward.sock');
+    // A process killed while listening leaves its socket file behind.
+    const child = spawn(process.execPath, [
+      '-e',
+      "require('node:net').createServer().listen(process.argv[1], () => console.log('up'))",
+      path,
+    ]);
+    await once(child.stdout, 'data');
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    assert.ok(existsSync(path), 'the stale socket file is there');
+    const h = await start(undefined, { socket: path });
+    assert.equal(h.receiver.address().socket, path);
+    const c = createConnection(path);
+    c.on('error', () => {});
+    await once(c, 'connect');
+    c.end(pack(['t', 1796397764, dockerRecord('over the socket')]));
+    await until(() => h.records.length === 1, 'one record');
+    assert.equal(h.records[0]?.body, 'over the socket');
   });
 
   it('reports the actual bound port for a port-0 listen address', async () => {
