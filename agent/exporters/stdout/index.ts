@@ -10,6 +10,8 @@ export type { StdoutExporterConfig } from './config.ts';
 
 /** Each container version's `"resource":{…}` JSON, built once (entries are immutable). */
 const resourceJson = new WeakMap<ContainerEntry, string>();
+/** The same, as the UTF-8 bytes that end each of its lines: `},"resource":{…}}\n`. */
+const resourceTail = new WeakMap<ContainerEntry, Buffer>();
 
 function resourceOf(record: LogRecord): string {
   const entry = record.container;
@@ -22,11 +24,8 @@ function resourceOf(record: LogRecord): string {
   return json;
 }
 
-/**
- * One record as one NDJSON line in the shape of the OpenTelemetry log data model. 64-bit times are
- * decimal strings (as in OTLP/JSON); severity fields appear only when the receiver detected one.
- */
-export function formatRecord(record: LogRecord): string {
+/** Everything of a record's line before the resource: `{"timeUnixNano":…,"attributes":{…`. */
+function head(record: LogRecord): string {
   let line = `{"timeUnixNano":"${record.timeUnixNano}","observedTimeUnixNano":"${record.observedUnixNano}"`;
   if (record.severityNumber > 0) line += `,"severityNumber":${record.severityNumber}`;
   if (record.severityText !== undefined) line += `,"severityText":${JSON.stringify(record.severityText)}`;
@@ -37,7 +36,56 @@ export function formatRecord(record: LogRecord): string {
       if (key !== 'log.iostream') line += `,${JSON.stringify(key)}:${JSON.stringify(attrs[key])}`;
     }
   }
-  return `${line}},"resource":${resourceOf(record)}}\n`;
+  return line;
+}
+
+/**
+ * One record as one NDJSON line in the shape of the OpenTelemetry log data model. 64-bit times are
+ * decimal strings (as in OTLP/JSON); severity fields appear only when the receiver detected one.
+ */
+export function formatRecord(record: LogRecord): string {
+  return `${head(record)}},"resource":${resourceOf(record)}}\n`;
+}
+
+function tailOf(record: LogRecord): Buffer | string {
+  const entry = record.container;
+  if (entry === undefined) return `},"resource":${resourceOf(record)}}\n`;
+  let tail = resourceTail.get(entry);
+  if (tail === undefined) {
+    tail = Buffer.from(`},"resource":${resourceOf(record)}}\n`);
+    resourceTail.set(entry, tail);
+  }
+  return tail;
+}
+
+/** Output buffers start at 1 MiB and double as needed; one that grew beyond 16 MiB is not kept. */
+const INITIAL_BYTES = 1 << 20;
+const KEEP_BYTES = 16 << 20;
+/** Buffers kept for reuse: one being written while the next batch is encoded into the other. */
+const POOL_SIZE = 2;
+
+/**
+ * Encodes a batch's lines into one buffer, the same bytes as `formatRecord` per record. The
+ * resource part of each line is copied from bytes encoded once per container version, so a batch
+ * costs one buffer copy per line instead of a multi-MB string and its conversion.
+ */
+function encodeBatch(records: readonly LogRecord[], initial: Buffer): { buf: Buffer; length: number } {
+  let buf = initial;
+  let pos = 0;
+  for (const record of records) {
+    const line = head(record);
+    const tail = tailOf(record);
+    // A UTF-16 code unit is at most 3 UTF-8 bytes.
+    const need = pos + line.length * 3 + (typeof tail === 'string' ? tail.length * 3 : tail.length);
+    if (need > buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(buf.length * 2, need));
+      buf.copy(grown, 0, 0, pos);
+      buf = grown;
+    }
+    pos += buf.write(line, pos);
+    pos += typeof tail === 'string' ? buf.write(tail, pos) : tail.copy(buf, pos);
+  }
+  return { buf, length: pos };
 }
 
 function counter(registry: Registry, name: string, help: string): Counter<'exporter'> {
@@ -49,7 +97,8 @@ function counter(registry: Registry, name: string, help: string): Counter<'expor
 /**
  * `exporters.stdout`: writes each batch as one chunk of NDJSON lines to `out` (process.stdout by
  * default). `consume` resolves once the stream accepts more (it waits for 'drain'), and the batch is
- * acked from the write callback, so checkpoints never pass a line that is still in memory.
+ * acked from the write callback, so checkpoints never pass a line that is still in memory. A chunk's
+ * buffer is reused only after its write callback, when the stream no longer holds it.
  */
 export function createStdoutExporter(
   id: string,
@@ -68,12 +117,13 @@ export function createStdoutExporter(
     'labelcast_stdout_records_failed_total',
     'Records the stdout exporter could not write (output closed); they are acked and lost',
   ).labels(id);
+  const pool: Buffer[] = [];
   let closed = false;
   let pending = 0;
   let idle: PromiseWithResolvers<void> | undefined;
   let writeError: Error | undefined;
 
-  const settle = (count: number, ack: Ack, err: Error | null | undefined): void => {
+  const settle = (count: number, ack: Ack, buffer: Buffer, err: Error | null | undefined): void => {
     if (err) {
       if (writeError === undefined) {
         writeError = err;
@@ -83,6 +133,7 @@ export function createStdoutExporter(
     } else {
       written.inc(count);
     }
+    if (pool.length < POOL_SIZE && buffer.length <= KEEP_BYTES) pool.push(buffer);
     ack();
     if (--pending === 0) idle?.resolve();
   };
@@ -97,15 +148,14 @@ export function createStdoutExporter(
         batch.ack();
         return;
       }
-      let chunk = '';
-      for (const record of records) chunk += formatRecord(record);
       if (writeError !== undefined || out.destroyed) {
         failed.inc(records.length);
         batch.ack();
         return;
       }
+      const { buf, length } = encodeBatch(records, pool.pop() ?? Buffer.allocUnsafe(INITIAL_BYTES));
       pending++;
-      const ok = out.write(chunk, (err) => settle(records.length, batch.ack, err));
+      const ok = out.write(buf.subarray(0, length), (err) => settle(records.length, batch.ack, buf, err));
       if (!ok && !out.destroyed) {
         const ac = new AbortController();
         await Promise.race([

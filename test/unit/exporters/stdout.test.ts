@@ -146,3 +146,35 @@ lifecycleSuite('stdout exporter', async () => {
     received: () => lines().length,
   };
 });
+
+test('a batch is written as exactly the bytes of its records formatted one by one', async () => {
+  const { out, chunks } = capture();
+  const exporter = createStdoutExporter('stdout', {}, deps(), out);
+  const e = entry(idOf(1));
+  const records = [
+    record(idOf(1), 'plain'),
+    record(idOf(2), 'no container: "quoted" \\ and \u0001 control'),
+    record(idOf(1), 'multi-byte: é 漢字 🙂 and a lone \ud800 surrogate'),
+    record(idOf(1), 'x'.repeat(3 << 20)),
+  ];
+  records[0]!.container = e;
+  records[2]!.container = e;
+  records[2]!.severityNumber = 17;
+  records[2]!.severityText = 'ERROR';
+  records[2]!.attributes = { 'log.file.path': '/x.log', 'log.iostream': 'ignored' };
+  records[3]!.container = e;
+  await exporter.consume(batch(records));
+  await exporter.shutdown();
+  assert.equal(chunks.join(''), records.map(formatRecord).join(''));
+});
+
+test('a buffer is reused only after its write completed, so queued chunks stay intact', async () => {
+  const { out, lines } = capture({ slow: 5, highWaterMark: 1 << 30 });
+  const exporter = createStdoutExporter('stdout', {}, deps(), out);
+  for (let i = 0; i < 6; i++) await exporter.consume(batch([record(idOf(1), `batch ${i}`)]));
+  await exporter.shutdown();
+  assert.deepEqual(
+    lines().map((l) => l.body),
+    Array.from({ length: 6 }, (_, i) => `batch ${i}`),
+  );
+});
