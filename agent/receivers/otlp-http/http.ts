@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createGunzip } from 'node:zlib';
+import type { BufferPool } from './pool.ts';
 import { lenPrefix, varint } from './protowire.ts';
 
 /**
@@ -57,7 +58,12 @@ export function sendStatus(
 }
 
 export type BodyResult =
-  | { readonly ok: true; readonly body: Buffer }
+  | {
+      readonly ok: true;
+      readonly body: Buffer;
+      /** The pooled buffer holding `body`, when the pool was used (give it back once unused). */
+      readonly buffer?: Buffer | undefined;
+    }
   | { readonly ok: false; readonly status: 400 | 413; readonly message: string }
   | { readonly ok: false; readonly status: 0; readonly message: string };
 
@@ -72,6 +78,7 @@ export function readBody(
   max: number,
   gzip: boolean,
   onBytes: (n: number) => void,
+  pool?: BufferPool,
 ): Promise<BodyResult> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
@@ -79,9 +86,17 @@ export function readBody(
     let wire = 0;
     let settled = false;
     const gunzip = gzip ? createGunzip() : undefined;
+    // A declared length lets the body go straight into one pooled buffer, without a concat. Node's
+    // parser delivers exactly Content-Length bytes, so it always fits.
+    const declared = Number(req.headers['content-length']);
+    const target =
+      !gzip && pool && Number.isInteger(declared) && declared > 0 && declared <= max
+        ? pool.take(declared)
+        : undefined;
     const finish = (result: BodyResult) => {
       if (settled) return;
       settled = true;
+      if (!result.ok && target) pool?.give(target);
       if (!result.ok) {
         if (gunzip) {
           req.unpipe(gunzip);
@@ -101,14 +116,19 @@ export function readBody(
     const source = gunzip ?? req;
     source.on('data', (chunk: Buffer) => {
       if (settled) return;
+      if (size + chunk.length > max) return tooLarge();
+      if (target) {
+        if (size + chunk.length > declared)
+          return finish({ ok: false, status: 400, message: 'request body longer than its Content-Length' });
+        chunk.copy(target, size);
+      } else chunks.push(chunk);
       size += chunk.length;
-      if (size > max) return tooLarge();
       onBytes(chunk.length);
-      chunks.push(chunk);
     });
-    source.on('end', () =>
-      finish({ ok: true, body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size) }),
-    );
+    source.on('end', () => {
+      if (target) return finish({ ok: true, body: target.subarray(0, size), buffer: target });
+      finish({ ok: true, body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size) });
+    });
     if (gunzip) {
       req.on('data', (chunk: Buffer) => {
         wire += chunk.length;

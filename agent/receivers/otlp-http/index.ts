@@ -12,6 +12,7 @@ import { type AssociationRule, createAssociator, unwrapMappedIp } from './associ
 import type { OtlpHttpReceiverConfig } from './config.ts';
 import { CONTENT_TYPES, type Encoding, encodingOf, RPC, readBody, sendStatus } from './http.ts';
 import { logRecordsFromJson, logRecordsFromProtobuf } from './logs.ts';
+import { createBufferPool } from './pool.ts';
 import { ProtoWireError } from './protowire.ts';
 import { type Associate, type ResourceAttributes, spliceJson, spliceProtobuf } from './splice.ts';
 import { createTarget } from './target.ts';
@@ -123,6 +124,7 @@ export function createOtlpHttpReceiver(
   const maxBytes = config.max_request_bytes;
   const inflightCap = INFLIGHT_REQUESTS * maxBytes;
   const logExporters = deps.logExporters ?? [];
+  const pool = createBufferPool();
 
   const requests = metric(
     deps.metrics,
@@ -211,6 +213,8 @@ export function createOtlpHttpReceiver(
     readonly body: Buffer;
     readonly items: number;
     readonly records: ReturnType<typeof logRecordsFromProtobuf>;
+    /** The pooled buffer holding a spliced `body`; undefined when `body` is the request as received. */
+    readonly buffer?: Buffer | undefined;
   }
 
   /** Splices one body; throws ProtoWireError / SyntaxError / TypeError for an undecodable one. */
@@ -229,16 +233,18 @@ export function createOtlpHttpReceiver(
         : associator.associate(r, { peerIp })?.entry;
     if (encoding === 'protobuf') {
       const records = withRecords ? logRecordsFromProtobuf(raw, plain) : [];
-      const spliced = spliceProtobuf(raw, associate);
-      return { body: spliced.body, items: spliced.items, records };
+      const spliced = spliceProtobuf(raw, associate, pool.take);
+      return { body: spliced.body, items: spliced.items, records, buffer: spliced.buffer };
     }
     const request: unknown = JSON.parse(raw.toString('utf8'));
     if (request === null || typeof request !== 'object' || Array.isArray(request))
       throw new TypeError('expected a JSON object');
     const obj = request as Record<string, unknown>;
     const records = withRecords ? logRecordsFromJson(obj, plain) : [];
-    spliceJson(obj, LIST_KEYS[signal], associate);
-    return { body: Buffer.from(JSON.stringify(obj)), items: countJsonItems(obj, signal), records };
+    const { matched } = spliceJson(obj, LIST_KEYS[signal], associate);
+    const items = countJsonItems(obj, signal);
+    // Nothing matched: forward the bytes as they came rather than a re-serialisation.
+    return { body: matched === 0 ? raw : Buffer.from(JSON.stringify(obj)), items, records };
   }
 
   async function handleExport(
@@ -284,10 +290,16 @@ export function createOtlpHttpReceiver(
       );
       return 413;
     }
-    const read = await readBody(req, maxBytes, gzip, (n) => {
-      held.bytes += n;
-      inflight += n;
-    });
+    const read = await readBody(
+      req,
+      maxBytes,
+      gzip,
+      (n) => {
+        held.bytes += n;
+        inflight += n;
+      },
+      pool,
+    );
     if (!read.ok) {
       if (read.status === 0) return 0;
       sendStatus(
@@ -312,6 +324,7 @@ export function createOtlpHttpReceiver(
     } catch (err) {
       if (!(err instanceof ProtoWireError || err instanceof SyntaxError || err instanceof TypeError))
         throw err;
+      if (read.buffer) pool.give(read.buffer);
       sendStatus(
         res,
         400,
@@ -337,18 +350,30 @@ export function createOtlpHttpReceiver(
         // Within the receive span, so the store's Docker requests are traced as its children.
         const found = await context.with(parent, () => Promise.all(ids.map((id) => store.resolve(id))));
         if (found.some((e: ContainerEntry | undefined) => e !== undefined)) {
+          if (processed.buffer) pool.give(processed.buffer);
           a = associateFor(peerIp);
           processed = process(signal, encoding, read.body, a.associate, peerIp, toLoki);
         }
       }
       a.count(signal);
       const { body, items } = processed;
+      // The pooled buffer that holds what is forwarded goes back once every exporter has acked it; a
+      // request buffer that is not forwarded goes back now (log records hold copied strings only).
+      let owned: Buffer | undefined;
+      if (processed.body === read.body) owned = read.buffer;
+      else {
+        owned = processed.buffer;
+        if (read.buffer) pool.give(read.buffer);
+      }
+      let unacked = forwarders.length;
+      const release = owned ? () => --unacked === 0 && pool.give(owned) : noAck;
       await Promise.all([
-        ...forwarders.map((f) => f.forward(signal, body, encoding, items, noAck)),
+        ...forwarders.map((f) => f.forward(signal, body, encoding, items, release)),
         ...(toLoki && processed.records.length > 0
           ? logExporters.map((e) => e.consume({ records: processed.records.slice(), ack: noAck }))
           : []),
       ]);
+      if (owned && forwarders.length === 0) pool.give(owned);
     } catch (err) {
       span?.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
       span?.end();

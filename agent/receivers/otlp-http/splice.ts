@@ -64,6 +64,8 @@ export interface SpliceResult {
   readonly unmatched: number;
   /** Spans, log records or metrics in the request (entries of each scope's list, field 2). */
   readonly items: number;
+  /** What `alloc` returned, holding `body`; undefined when the request went on unchanged. */
+  readonly buffer?: Buffer | undefined;
 }
 
 /** Counts the entries (field 2) of one ScopeSpans / ScopeLogs / ScopeMetrics without decoding them. */
@@ -77,10 +79,14 @@ function countItems(body: Buffer, start: number, end: number): number {
 
 /**
  * Rewrites each Resource of a protobuf OTLP export request with its container's attributes: adds the
- * keys the application did not set, and replaces an `unknown_service*` service.name. Throws
- * ProtoWireError on a malformed body.
+ * keys the application did not set, and replaces an `unknown_service*` service.name. The new body is
+ * written into `alloc(size)` (a pooled buffer, see pool.ts). Throws ProtoWireError on a malformed body.
  */
-export function spliceProtobuf(body: Buffer, associate: Associate): SpliceResult {
+export function spliceProtobuf(
+  body: Buffer,
+  associate: Associate,
+  alloc: (size: number) => Buffer = Buffer.allocUnsafe,
+): SpliceResult {
   const out: Buffer[] = [];
   let matched = 0;
   let unmatched = 0;
@@ -133,7 +139,13 @@ export function spliceProtobuf(body: Buffer, associate: Associate): SpliceResult
     out.push(...lenField(1, inner));
   });
   // Nothing matched: the request goes on as it came, without a copy.
-  return { body: matched === 0 ? body : Buffer.concat(out), matched, unmatched, items };
+  if (matched === 0) return { body, matched, unmatched, items };
+  let size = 0;
+  for (const part of out) size += part.length;
+  const buffer = alloc(size);
+  let at = 0;
+  for (const part of out) at += part.copy(buffer, at);
+  return { body: buffer.subarray(0, size), matched, unmatched, items, buffer };
 }
 
 /** OTLP/JSON attribute form of a container's attributes, built once per container version. */

@@ -341,3 +341,42 @@ lifecycleSuite('otlp_http receiver', async () => {
     received: () => fwd.got.length,
   };
 });
+
+describe('otlp_http receiver buffer reuse', () => {
+  test('a forwarded body is not reused before every exporter has acked it', async (t) => {
+    const held: { body: Uint8Array; ack: () => void }[] = [];
+    const holding: OtlpForwarder = {
+      name: 'slow',
+      async forward(_signal, body, _encoding, _records, ack) {
+        held.push({ body, ack });
+      },
+      saturated: () => false,
+    };
+    const fast = forwarder();
+    const receiver = createOtlpHttpReceiver(otlpHttpReceiverConfigSchema.parse({ listen: '127.0.0.1:0' }), {
+      store,
+      forwarders: { traces: [fast, holding] },
+      logger: silentLogger(),
+      metrics: new Registry(),
+    });
+    await receiver.start();
+    t.after(() => receiver.shutdown());
+    const bodies = ['first', 'second', 'third'].map((host) =>
+      traceBody([str('container.id', ID), str('host.name', host)]),
+    );
+    for (const body of bodies) {
+      assert.equal((await post(receiver.address(), '/v1/traces', body, PROTO)).status, 200);
+      // The slow exporter has not acked yet: every body it holds is still intact.
+      for (const [i, h] of held.entries()) assert.deepEqual(Buffer.from(h.body), fast.got[i]?.body);
+    }
+    for (const h of held) h.ack();
+    // Acked buffers are reused, and new requests still come out right.
+    for (const body of bodies.reverse()) {
+      assert.equal((await post(receiver.address(), '/v1/traces', body, PROTO)).status, 200);
+      const last = held.at(-1);
+      assert.deepEqual(Buffer.from(last?.body ?? []), fast.got.at(-1)?.body);
+      last?.ack();
+    }
+    assert.equal(resourceOf(Buffer.from(held.at(-1)?.body ?? []))['host.name'], 'first');
+  });
+});
