@@ -1,8 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { type Attributes, type Span, SpanKind, SpanStatusCode, type Tracer, trace } from '@opentelemetry/api';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { NodeSDK } from '@opentelemetry/sdk-node';
 import type Docker from 'dockerode';
 import pkg from '../../package.json' with { type: 'json' };
 import { ConfigError } from '../errors.ts';
@@ -93,6 +91,23 @@ export function selfTracesEndpoint(config: SelfTracesConfig, env: NodeJS.Process
   return 'http://localhost:4318/v1/traces';
 }
 
+// The SDK and its exporter weigh about 55 MB of RSS once loaded, and self-telemetry is off by default:
+// they are loaded only when it is enabled (synchronously, so starting it stays a plain call).
+const require = createRequire(import.meta.url);
+type SdkModules = {
+  NodeSDK: typeof import('@opentelemetry/sdk-node').NodeSDK;
+  OTLPTraceExporter: typeof import('@opentelemetry/exporter-trace-otlp-http').OTLPTraceExporter;
+  resourceFromAttributes: typeof import('@opentelemetry/resources').resourceFromAttributes;
+};
+function loadSdk(): SdkModules {
+  const { NodeSDK } = require('@opentelemetry/sdk-node') as typeof import('@opentelemetry/sdk-node');
+  const { OTLPTraceExporter } =
+    require('@opentelemetry/exporter-trace-otlp-http') as typeof import('@opentelemetry/exporter-trace-otlp-http');
+  const { resourceFromAttributes } =
+    require('@opentelemetry/resources') as typeof import('@opentelemetry/resources');
+  return { NodeSDK, OTLPTraceExporter, resourceFromAttributes };
+}
+
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '::1', '[::1]', '0.0.0.0', '::', '[::]']);
 
 /** True when `url` reaches a listener bound to `listen` on this host. */
@@ -129,6 +144,7 @@ export function startSelfTelemetry(options: SelfTelemetryOptions): SelfTelemetry
       `Cannot send labelcast's own traces to ${endpoint}: that is its own otlp_http receiver (${own}), which would trace its own forwarding in a loop (set telemetry.traces.endpoint or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to a collector or backend)`,
     );
   }
+  const { NodeSDK, OTLPTraceExporter, resourceFromAttributes } = loadSdk();
   const resource = resourceFromAttributes({ ...(options.container ?? {}) } as Record<
     string,
     string | string[]

@@ -226,6 +226,7 @@ async function runAgent(mode: Mode, root: string, url: string, lines: number): P
   const child = spawn(
     NODE,
     [
+      ...process.execArgv,
       ...(process.env.LOKI_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.LOKI_BENCH_PROF] : []),
       SELF,
       'agent',
@@ -314,6 +315,9 @@ async function main(): Promise<void> {
       `Loki export: ${lines} json-file lines, ${(fileBytes / lines).toFixed(0)} B/line on disk (generator: test/bench/logs.ts)`,
     );
     console.log('json_file -> enrich -> loki (protobuf + snappy) -> blackhole sink (separate process)');
+    console.log(
+      `agent processes: node ${process.version}, V8 flags: ${process.execArgv.join(' ') || '(none)'}`,
+    );
     console.log('mode       | lines/CPU-s | CPU s | wall s | bytes out/line | requests | peak RSS MB');
     const best = new Map<Mode, AgentResult>();
     // Alternate modes so drift (page cache, CPU frequency, neighbours) hits all alike; keep each mode's best run.

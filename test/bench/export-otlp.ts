@@ -238,7 +238,7 @@ function firstLine(child: ChildProcess): Promise<string> {
 async function runAgent(mode: Mode, root: string, url: string, lines: number): Promise<AgentResult> {
   const prof = process.env.OTLP_BENCH_PROF;
   const flags = prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : [];
-  const child = spawn(NODE, [...flags, SELF, 'agent', mode, root, url, String(lines)], {
+  const child = spawn(NODE, [...process.execArgv, ...flags, SELF, 'agent', mode, root, url, String(lines)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return JSON.parse(await firstLine(child)) as AgentResult;

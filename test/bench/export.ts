@@ -32,7 +32,8 @@ for (const name of names) {
   const args = [join(import.meta.dirname, section.file), '--lines', values.lines];
   if (section.passRounds) args.push('--rounds', values.rounds);
   console.log(`\n=== ${name} ===`);
-  const run = spawnSync(process.execPath, args, { stdio: 'inherit' });
+  // The sections and their agent processes run with this process's V8 flags (npm scripts set them as `npm start` does).
+  const run = spawnSync(process.execPath, [...process.execArgv, ...args], { stdio: 'inherit' });
   if (run.status !== 0) failed = true;
 }
 process.exitCode = failed ? 1 : 0;

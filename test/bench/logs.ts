@@ -292,6 +292,7 @@ async function main(): Promise<void> {
     );
     if (child.status !== 0) throw new Error('Cannot generate the benchmark log');
     const bytes = Number(child.stdout.toString());
+    console.log(`node ${process.version}, V8 flags: ${process.execArgv.join(' ') || '(none)'}`);
     console.log(
       `json-file log: ${LINES.toLocaleString('en')} lines, ${(bytes / 1e6).toFixed(1)} MB, ${Math.round(bytes / LINES)} B/line`,
     );
