@@ -11,6 +11,13 @@ export const TRUNCATED_METADATA: Pair = ['labelcast_truncated', 'true'];
 export interface LokiEncoder {
   /** Encodes records into one push request body, grouped into one stream per distinct label set. */
   encode(records: readonly LogRecord[]): Payload;
+  /**
+   * Encodes `records[from, to)` into the open push request, keeping only bytes (protobuf) or text
+   * (JSON), never the records: they die young instead of living until the batch is full.
+   */
+  add(records: readonly LogRecord[], from: number, to: number): void;
+  /** Closes the open push request into one payload (streams in order of first appearance). */
+  finish(): Payload;
 }
 
 export interface LokiEncoderOptions {
@@ -56,20 +63,29 @@ function encodeMetadata(pairs: readonly Pair[]): EncodedMetadata {
 /** Distinct (stream, severity[, unenriched container]) forms kept pre-encoded; beyond this the memo restarts. */
 const MAX_COMMON_FORMS = 64;
 
-/** Groups record indexes by stream key, keeping arrival order within each stream. */
-function group(
-  records: readonly LogRecord[],
-  policy: LabelPolicy,
-): Map<string, { stream: LokiStream; idx: number[] }> {
-  const groups = new Map<string, { stream: LokiStream; idx: number[] }>();
-  for (let i = 0; i < records.length; i++) {
-    const stream = policy.streamFor((records[i] as LogRecord).container);
-    const g = groups.get(stream.key);
-    if (g === undefined) groups.set(stream.key, { stream, idx: [i] });
-    else g.idx.push(i);
-  }
-  return groups;
+/** One stream of the open push request: its entries so far, encoded. */
+interface OpenStream {
+  readonly stream: LokiStream;
+  /** Protobuf: the stream's `entries` fields; JSON: unused. */
+  buf: Buffer;
+  len: number;
+  /** Known repeats within `buf` (start, length, offset triples), for the compressor. */
+  readonly repeats: number[];
+  /** Where the previous entry's metadata starts in `buf`, and its record-level part. */
+  prevMeta: number;
+  prevOwn: Buffer | undefined;
+  /** JSON: the stream's `[ts, line, {meta}]` values, comma-led after the first. */
+  readonly json: string[];
 }
+
+/** A stream's entry buffer starts here and doubles; buffers of closed requests are reused. */
+const STREAM_BUFFER_BYTES = 64 * 1024;
+/**
+ * Entry buffers kept for the next request, up to this many bytes in all: enough for a whole request
+ * of one stream (a 1 MiB batch of enriched lines is about 4 MB before compression), so a steady flow
+ * reuses its buffers instead of growing new ones per request.
+ */
+const MAX_POOLED_BYTES = 32 * 1024 * 1024;
 
 /** Builds the encoder of one exporter. Per-container parts come pre-encoded from the label policy. */
 export function createLokiEncoder(options: LokiEncoderOptions): LokiEncoder {
@@ -110,117 +126,169 @@ export function createLokiEncoder(options: LokiEncoderOptions): LokiEncoder {
     ? { 'content-type': 'application/json', 'content-encoding': 'gzip' }
     : { 'content-type': 'application/json' };
 
-  const encodeProtobuf = (records: readonly LogRecord[]): Payload => {
-    const n = records.length;
-    const lines: string[] = new Array(n);
-    const lineLens = new Float64Array(n);
-    const metas: Buffer[] = new Array(n);
-    const entryLens = new Float64Array(n);
-    const seconds = new Float64Array(n);
-    const nanos = new Float64Array(n);
-    let truncatedCount = 0;
-    const groups = group(records, policy);
+  const json = options.encoding === 'json';
+  /** The open push request: streams in order of first appearance, and what it holds. */
+  const open = new Map<string, OpenStream>();
+  let openRecords = 0;
+  let truncatedCount = 0;
+  let last: OpenStream | undefined;
+  const pool: Buffer[] = [];
+  let pooledBytes = 0;
+
+  const takeBuffer = (): Buffer => {
+    const buf = pool.pop();
+    if (buf === undefined) return Buffer.allocUnsafe(STREAM_BUFFER_BYTES);
+    pooledBytes -= buf.length;
+    return buf;
+  };
+
+  const streamOf = (stream: LokiStream): OpenStream => {
+    // Consecutive records are usually one container's: skip the map lookup for them.
+    if (last !== undefined && last.stream === stream) return last;
+    let s = open.get(stream.key);
+    if (s === undefined) {
+      s = {
+        stream,
+        buf: json ? Buffer.alloc(0) : takeBuffer(),
+        len: 0,
+        repeats: [],
+        prevMeta: -1,
+        prevOwn: undefined,
+        json: [],
+      };
+      open.set(stream.key, s);
+    }
+    last = s;
+    return s;
+  };
+
+  const addProtobuf = (s: OpenStream, record: LogRecord): void => {
+    const stream = s.stream;
+    const [text, truncated] = line(record.body);
+    if (truncated) truncatedCount++;
+    const own = ownMetadata(record, truncated).proto;
+    const sec = Number(record.timeUnixNano / NS_PER_S);
+    const ns = Number(record.timeUnixNano % NS_PER_S);
+    const tsLen = (sec === 0 ? 0 : 1 + varintSize(sec)) + (ns === 0 ? 0 : 1 + varintSize(ns));
+    const lineLen = Buffer.byteLength(text);
+    const entryLen = 2 + tsLen + 1 + varintSize(lineLen) + lineLen + stream.metadataProto.length + own.length;
+    const need = s.len + 1 + varintSize(entryLen) + entryLen;
+    if (need > s.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(s.buf.length * 2, need));
+      s.buf.copy(grown, 0, 0, s.len);
+      s.buf = grown;
+    }
+    const buf = s.buf;
+    let pos = s.len;
+    buf[pos++] = lenTag(2); // StreamAdapter.entries
+    pos = writeVarint(buf, pos, entryLen);
+    buf[pos++] = lenTag(1); // EntryAdapter.timestamp (google.protobuf.Timestamp)
+    buf[pos++] = tsLen;
+    if (sec !== 0) {
+      buf[pos++] = 0x08; // seconds, varint
+      pos = writeVarint(buf, pos, sec);
+    }
+    if (ns !== 0) {
+      buf[pos++] = 0x10; // nanos, varint
+      pos = writeVarint(buf, pos, ns);
+    }
+    buf[pos++] = lenTag(2); // EntryAdapter.line
+    pos = writeVarint(buf, pos, lineLen);
+    pos += buf.write(text, pos, 'utf8');
+    // The container's metadata (and usually the record's own) repeats the previous entry's bytes.
+    const repeat = stream.metadataProto.length + (own === s.prevOwn ? own.length : 0);
+    if (s.prevMeta >= 0 && repeat > 0) s.repeats.push(pos, repeat, pos - s.prevMeta);
+    s.prevMeta = pos;
+    s.prevOwn = own;
+    pos += stream.metadataProto.copy(buf, pos);
+    pos += own.copy(buf, pos);
+    s.len = pos;
+  };
+
+  const addJson = (s: OpenStream, record: LogRecord): void => {
+    const [text, truncated] = line(record.body);
+    if (truncated) truncatedCount++;
+    const own = ownMetadata(record, truncated).json;
+    const meta = s.stream.metadataJson === '' ? own : `${s.stream.metadataJson},${own}`;
+    s.json.push(
+      `${s.json.length === 0 ? '' : ','}["${record.timeUnixNano}",${JSON.stringify(text.toWellFormed())},{${meta}}]`,
+    );
+  };
+
+  const add = (records: readonly LogRecord[], from: number, to: number): void => {
+    for (let i = from; i < to; i++) {
+      const record = records[i] as LogRecord;
+      const s = streamOf(policy.streamFor(record.container));
+      if (json) addJson(s, record);
+      else addProtobuf(s, record);
+    }
+    openRecords += to - from;
+  };
+
+  /** Takes the open request's streams and counts, leaving an empty one open. */
+  const take = (): [OpenStream[], number] => {
+    const streams = [...open.values()];
+    const records = openRecords;
+    open.clear();
+    last = undefined;
+    openRecords = 0;
+    if (truncatedCount > 0) options.onTruncated?.(truncatedCount);
+    truncatedCount = 0;
+    return [streams, records];
+  };
+
+  const finishProtobuf = (): Payload => {
+    const [streams, records] = take();
     let total = 0;
-    const streamLens: number[] = [];
-    for (const { stream, idx } of groups.values()) {
-      let streamLen = stream.labelsProto.length;
-      for (const i of idx) {
-        const record = records[i] as LogRecord;
-        const [text, truncated] = line(record.body);
-        if (truncated) truncatedCount++;
-        const meta = ownMetadata(record, truncated).proto;
-        const s = Number(record.timeUnixNano / NS_PER_S);
-        const ns = Number(record.timeUnixNano % NS_PER_S);
-        const tsLen = (s === 0 ? 0 : 1 + varintSize(s)) + (ns === 0 ? 0 : 1 + varintSize(ns));
-        const lineLen = Buffer.byteLength(text);
-        const entryLen =
-          2 + tsLen + 1 + varintSize(lineLen) + lineLen + stream.metadataProto.length + meta.length;
-        lines[i] = text;
-        lineLens[i] = lineLen;
-        metas[i] = meta;
-        seconds[i] = s;
-        nanos[i] = ns;
-        entryLens[i] = entryLen;
-        streamLen += 1 + varintSize(entryLen) + entryLen;
-      }
-      streamLens.push(streamLen);
+    for (const s of streams) {
+      const streamLen = s.stream.labelsProto.length + s.len;
       total += 1 + varintSize(streamLen) + streamLen;
     }
-
     if (scratch.length < total) scratch = Buffer.allocUnsafe(total);
     const buf = scratch;
     const repeats: number[] = [];
     let pos = 0;
-    let g = 0;
-    for (const { stream, idx } of groups.values()) {
-      const streamLen = streamLens[g++] as number;
+    for (const s of streams) {
       buf[pos++] = lenTag(1); // PushRequest.streams
-      pos = writeVarint(buf, pos, streamLen);
-      pos += stream.labelsProto.copy(buf, pos);
-      let prevMeta = -1;
-      let prevOwn: Buffer | undefined;
-      for (const i of idx) {
-        buf[pos++] = lenTag(2); // StreamAdapter.entries
-        pos = writeVarint(buf, pos, entryLens[i] as number);
-        const s = seconds[i] as number;
-        const ns = nanos[i] as number;
-        buf[pos++] = lenTag(1); // EntryAdapter.timestamp (google.protobuf.Timestamp)
-        buf[pos++] = (s === 0 ? 0 : 1 + varintSize(s)) + (ns === 0 ? 0 : 1 + varintSize(ns));
-        if (s !== 0) {
-          buf[pos++] = 0x08; // seconds, varint
-          pos = writeVarint(buf, pos, s);
-        }
-        if (ns !== 0) {
-          buf[pos++] = 0x10; // nanos, varint
-          pos = writeVarint(buf, pos, ns);
-        }
-        buf[pos++] = lenTag(2); // EntryAdapter.line
-        pos = writeVarint(buf, pos, lineLens[i] as number);
-        pos += buf.write(lines[i] as string, pos, 'utf8');
-        // The container's metadata (and usually the record's own) repeats the previous entry's bytes.
-        const own = metas[i] as Buffer;
-        const repeat = stream.metadataProto.length + (own === prevOwn ? own.length : 0);
-        if (prevMeta >= 0 && repeat > 0) repeats.push(pos, repeat, pos - prevMeta);
-        prevMeta = pos;
-        prevOwn = own;
-        pos += stream.metadataProto.copy(buf, pos);
-        pos += own.copy(buf, pos);
+      pos = writeVarint(buf, pos, s.stream.labelsProto.length + s.len);
+      pos += s.stream.labelsProto.copy(buf, pos);
+      const r = s.repeats;
+      for (let k = 0; k < r.length; k += 3)
+        repeats.push(pos + (r[k] as number), r[k + 1] as number, r[k + 2] as number);
+      pos += s.buf.copy(buf, pos, 0, s.len);
+      if (pooledBytes + s.buf.length <= MAX_POOLED_BYTES) {
+        pool.push(s.buf);
+        pooledBytes += s.buf.length;
       }
     }
-    if (truncatedCount > 0) options.onTruncated?.(truncatedCount);
     const body = compress(buf.subarray(0, pos), { data: repeats, count: repeats.length / 3 });
-    return { body, headers: protobufHeaders, route: 'logs', records: n };
+    return { body, headers: protobufHeaders, route: 'logs', records };
   };
 
-  const encodeJson = (records: readonly LogRecord[]): Payload => {
+  const finishJson = (): Payload => {
+    const [streams, records] = take();
     const parts: string[] = ['{"streams":['];
-    let truncatedCount = 0;
-    let firstStream = true;
-    for (const { stream, idx } of group(records, policy).values()) {
-      parts.push(firstStream ? stream.jsonPrefix : `,${stream.jsonPrefix}`);
-      firstStream = false;
-      for (let k = 0; k < idx.length; k++) {
-        const record = records[idx[k] as number] as LogRecord;
-        const [text, truncated] = line(record.body);
-        if (truncated) truncatedCount++;
-        const own = ownMetadata(record, truncated).json;
-        const meta = stream.metadataJson === '' ? own : `${stream.metadataJson},${own}`;
-        parts.push(
-          `${k === 0 ? '' : ','}["${record.timeUnixNano}",${JSON.stringify(text.toWellFormed())},{${meta}}]`,
-        );
-      }
-      parts.push(']}');
+    for (let k = 0; k < streams.length; k++) {
+      const s = streams[k] as OpenStream;
+      parts.push(k === 0 ? s.stream.jsonPrefix : `,${s.stream.jsonPrefix}`, s.json.join(''), ']}');
     }
     parts.push(']}');
-    if (truncatedCount > 0) options.onTruncated?.(truncatedCount);
     const raw = Buffer.from(parts.join(''), 'utf8');
     return {
       body: options.gzip ? gzipSync(raw) : raw,
       headers: jsonHeaders,
       route: 'logs',
-      records: records.length,
+      records,
     };
   };
 
-  return { encode: options.encoding === 'json' ? encodeJson : encodeProtobuf };
+  const finish = json ? finishJson : finishProtobuf;
+  return {
+    add,
+    finish,
+    encode(records) {
+      add(records, 0, records.length);
+      return finish();
+    },
+  };
 }

@@ -56,7 +56,8 @@ export function createLokiExporter(id: string, config: LokiExporterConfig, deps:
   const delivery = createDelivery<LogRecord>({
     id,
     config: config.delivery,
-    encode: (records) => encoder.encode(records),
+    // Streaming: records are encoded as they arrive, so only bytes wait for the batch to fill.
+    encoder,
     sizeOf: (record) => record.body.length + RECORD_OVERHEAD_BYTES,
     sender: createLokiSender(config),
     deps: { ...deps, logger },
