@@ -380,3 +380,66 @@ describe('otlp_http receiver buffer reuse', () => {
     assert.equal(resourceOf(Buffer.from(held.at(-1)?.body ?? []))['host.name'], 'first');
   });
 });
+
+describe('otlp_http receiver memory bounds', () => {
+  test('request bodies held beyond 4 × max_request_bytes get 429 with Retry-After until they are released', async (t) => {
+    const waiting: (() => void)[] = [];
+    let stuckUntilReleased = true;
+    const stuck: OtlpForwarder = {
+      name: 'stuck',
+      forward: () =>
+        stuckUntilReleased ? new Promise<void>((resolve) => waiting.push(resolve)) : Promise.resolve(),
+      saturated: () => false,
+    };
+    const receiver = createOtlpHttpReceiver(
+      otlpHttpReceiverConfigSchema.parse({ listen: '127.0.0.1:0', max_request_bytes: '4KiB' }),
+      { store, forwarders: { traces: [stuck] }, logger: silentLogger(), metrics: new Registry() },
+    );
+    await receiver.start();
+    t.after(async () => {
+      for (const resolve of waiting) resolve();
+      await receiver.shutdown();
+    });
+    const big = traceBody(Array.from({ length: 60 }, (_, i) => str(`k${i}`, 'v'.repeat(40))));
+    assert.ok(big.length > 3000 && big.length <= 4096, `body ${big.length} bytes`);
+    // Six bodies of ~3 KiB are in flight (above the 16 KiB budget) while the exporter does not take them.
+    const pending = Array.from({ length: 6 }, () => post(receiver.address(), '/v1/traces', big, PROTO));
+    await new Promise((r) => setTimeout(r, 200));
+    const refused = await post(receiver.address(), '/v1/traces', big, PROTO);
+    assert.equal(refused.status, 429);
+    assert.equal(refused.headers['retry-after'], '1');
+    stuckUntilReleased = false;
+    for (const resolve of waiting) resolve();
+    const statuses = (await Promise.all(pending)).map((r) => r.status);
+    assert.deepEqual(statuses, [200, 200, 200, 200, 200, 200]);
+    assert.equal((await post(receiver.address(), '/v1/traces', big, PROTO)).status, 200);
+  });
+
+  test('a chunked body without Content-Length is read and forwarded', async (t) => {
+    const fwd = forwarder();
+    const receiver = createOtlpHttpReceiver(otlpHttpReceiverConfigSchema.parse({ listen: '127.0.0.1:0' }), {
+      store,
+      forwarders: { traces: [fwd] },
+      logger: silentLogger(),
+      metrics: new Registry(),
+    });
+    await receiver.start();
+    t.after(() => receiver.shutdown());
+    const body = traceBody([str('container.id', ID)]);
+    const [host, port] = receiver.address().split(':');
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        { host, port: Number(port), path: '/v1/traces', method: 'POST', headers: PROTO },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      req.write(body.subarray(0, 10));
+      req.end(body.subarray(10));
+    });
+    assert.equal(status, 200);
+    assert.equal(resourceOf(fwd.got[0]?.body ?? Buffer.alloc(0))['container.name'], 'api-1');
+  });
+});
