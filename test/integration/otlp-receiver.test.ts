@@ -662,6 +662,8 @@ describe('self-telemetry', () => {
       ],
     });
     assert.equal((await post(agent.receiver.address(), '/v1/traces', unknown, headers)).status, 200);
+    // The exporter's deliveries are traced as well.
+    await waitFor('both requests upstream', () => (upstream.requests.length >= 3 ? true : undefined));
     await on.shutdown();
     const got = receivedSpans(selfSink);
     assert.ok(got.length > 0);
@@ -676,6 +678,10 @@ describe('self-telemetry', () => {
     assert.ok(inspect, `spans: ${spans.map((s) => s.name).join(', ')}`);
     assert.equal(inspect.parentSpanId, receives[1]?.spanId, 'the Docker lookup is a child of the request');
     assert.equal(inspect.status?.code, 2, 'the engine answered 404');
+    const exports = spans.filter((s) => s.name === 'export');
+    assert.ok(exports.length >= 2, `spans: ${spans.map((s) => s.name).join(', ')}`);
+    assert.equal(attrs(exports[0]?.attributes)['labelcast.exporter'], 'otlp_http');
+    assert.equal(attrs(exports[0]?.attributes)['labelcast.export.outcome'], 'done');
   });
 });
 

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { AgentError } from '../../errors.ts';
+import { withSpan } from '../../telemetry/tracing.ts';
 import type { Ack, ExporterDeps, ExportResult } from '../types.ts';
 import type { DeliveryConfig } from './config.ts';
 import { type DeliveryMetrics, deliveryMetrics } from './metrics.ts';
@@ -435,10 +436,13 @@ class DeliveryImpl<T> implements Delivery<T> {
       if (work.kind === 'memory') {
         const item = work.item;
         this.#inflight.add(item);
-        const outcome = await this.#deliver(
-          item.payload,
-          AbortSignal.any([this.#abort.signal, item.controller.signal]),
-          () => this.#canSpill(),
+        const outcome = await withSpan('export', this.#spanAttributes(item.payload), (span) =>
+          this.#deliver(item.payload, AbortSignal.any([this.#abort.signal, item.controller.signal]), () =>
+            this.#canSpill(),
+          ).then((o) => {
+            span.setAttribute('labelcast.export.outcome', o);
+            return o;
+          }),
         );
         this.#inflight.delete(item);
         if (item.spilled) {
@@ -456,13 +460,25 @@ class DeliveryImpl<T> implements Delivery<T> {
       } else {
         const bytes = work.entry.payload.body.length;
         this.#hold(bytes);
-        const outcome = await this.#deliver(work.entry.payload, this.#abort.signal, () => false);
+        const outcome = await withSpan('spool replay', this.#spanAttributes(work.entry.payload), () =>
+          this.#deliver(work.entry.payload, this.#abort.signal, () => false),
+        );
         this.#unhold(bytes);
         if (outcome === 'done') work.entry.done();
         this.#m.spoolBytes.set(this.#label, this.#spool?.bytes ?? 0);
       }
       this.#signal();
     }
+  }
+
+  /** Self-telemetry attributes of one payload's delivery (no-op spans unless tracing is on). */
+  #spanAttributes(payload: Payload): Record<string, string | number> {
+    return {
+      'labelcast.exporter': this.#o.id,
+      'labelcast.export.route': payload.route,
+      'labelcast.export.records': payload.records,
+      'labelcast.export.bytes': payload.body.length,
+    };
   }
 
   readonly #abortPromise: Promise<void> = new Promise((resolve) =>
