@@ -280,8 +280,14 @@ async function startSink(): Promise<Sink> {
   return sink;
 }
 
+/** The agent runs with the V8 flags the image sets (Dockerfile NODE_OPTIONS). */
+const AGENT_FLAGS = ['--max-semi-space-size=8'];
+
 function child(role: string, ...args: string[]): ChildProcess {
-  return fork(import.meta.filename, [role, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return fork(import.meta.filename, [role, ...args], {
+    execArgv: role === 'agent' ? AGENT_FLAGS : [],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
 }
 
 async function message<T>(proc: ChildProcess, pick: (m: Record<string, unknown>) => boolean): Promise<T> {
