@@ -24,8 +24,10 @@ export type OtlpSignal = 'traces' | 'logs' | 'metrics';
 /**
  * Where received requests go: the otlp_http exporter (`OtlpHttpExporter` satisfies this). `forward`
  * queues one already-encoded, uncompressed Export*ServiceRequest and resolves once it is accepted
- * (memory queue or spool); a pending promise is backpressure. `saturated()` is true when the next
- * forward would wait: the receiver then answers 503 with Retry-After instead of holding the body.
+ * (memory queue or spool); a pending promise is backpressure. `ack` must be called exactly once,
+ * when `body` is no longer needed (sent, spooled or dropped): the receiver then reuses its buffer.
+ * `saturated()` is true when the next forward would wait: the receiver then answers 503 with
+ * Retry-After instead of holding the body.
  */
 export interface OtlpForwarder {
   readonly name: string;
