@@ -154,8 +154,11 @@ export function createStdoutExporter(
         return;
       }
       const { buf, length } = encodeBatch(records, pool.pop() ?? Buffer.allocUnsafe(INITIAL_BYTES));
+      // The callback keeps only the count and the ack, not the records, while the write is pending.
+      const count = records.length;
+      const ack = batch.ack;
       pending++;
-      const ok = out.write(buf.subarray(0, length), (err) => settle(records.length, batch.ack, buf, err));
+      const ok = out.write(buf.subarray(0, length), (err) => settle(count, ack, buf, err));
       if (!ok && !out.destroyed) {
         const ac = new AbortController();
         await Promise.race([
