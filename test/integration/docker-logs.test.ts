@@ -161,7 +161,11 @@ for (const tty of [false, true]) {
     await until(async () => !(await running(id)), 'the container to exit');
     const expected = engineLog(id, tty);
     assert.ok(expected.length > 600, 'the engine logged the lines');
-    await until(() => collector.of(id).length >= expected.length, 'every line');
+    await until(() => collector.of(id).length >= expected.length, 'every line').catch((err: unknown) => {
+      throw new Error(
+        `${(err as Error).message}: ${collector.of(id).length} of ${expected.length}, store ${JSON.stringify(metadata.store.get(id)?.startedAt)} ${metadata.store.get(id)?.running}`,
+      );
+    });
     const got = collector.of(id);
     assert.deepEqual(view(got), view(expected));
     assert.deepEqual(

@@ -6,6 +6,7 @@ import { createOrderedAcks } from '../../pipeline/checkpoints.ts';
 import type { Consumer, LogBatch, LogRecord, LogStream } from '../../pipeline/types.ts';
 import { advance, comparePositions, createOverlapFilter, type Position } from './position.ts';
 import { makeRecord, nowUnixNano, TRUNCATED_ATTRIBUTE } from './record.ts';
+import { untilAborted } from './until-aborted.ts';
 
 export interface FollowerMetrics {
   readonly records: Counter<'stream'>;
@@ -40,6 +41,7 @@ export interface Follower {
 
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 5000;
+const FINAL_LOOK_MS = 1000;
 
 interface Partial {
   parts: Buffer[];
@@ -69,6 +71,8 @@ export function startFollower(options: FollowerOptions): Follower {
   let warned = false;
   /** A start was seen and not yet followed by a read: a container may exit before we look at it. */
   let startPending = true;
+  /** After a run ends, the log is read once more a little later; then the follower parks. */
+  let finalLookDone = false;
 
   const sleep = (ms: number): Promise<void> =>
     new Promise((resolve) => {
@@ -82,21 +86,12 @@ export function startFollower(options: FollowerOptions): Follower {
     });
 
   const stoppedSignal = new AbortController();
-  const untilStopped = <T>(p: Promise<T>): Promise<T | undefined> =>
-    stopped
-      ? Promise.resolve(undefined)
-      : Promise.race([
-          p,
-          new Promise<undefined>((resolve) =>
-            stoppedSignal.signal.addEventListener('abort', () => resolve(undefined), { once: true }),
-          ),
-        ]);
 
   /** Hands a batch on; a rejection is backpressure, so it waits and offers the same batch again. */
   const deliver = async (batch: LogBatch): Promise<void> => {
     for (let attempt = 0; !stopped; attempt++) {
       try {
-        await untilStopped(consumer.consume(batch));
+        await untilAborted(consumer.consume(batch), stoppedSignal.signal);
         return;
       } catch (err) {
         if (!warned) options.logger.warn({ err, containerId: id }, 'The pipeline refused a batch: retrying');
@@ -245,9 +240,15 @@ export function startFollower(options: FollowerOptions): Follower {
     let lastClean = false;
     while (!stopped) {
       if (!startPending && lastClean && !options.isRunning()) {
-        // Parked until the store reports a start (wake); the long sleep is only a safety net.
-        await sleep(60_000);
-        continue;
+        if (finalLookDone) {
+          // Parked until the store reports a start (wake); the long sleep is only a safety net.
+          await sleep(60_000);
+          continue;
+        }
+        // The engine can end a follow stream at `die` before the copier has written the last lines.
+        finalLookDone = true;
+        await sleep(FINAL_LOOK_MS);
+        if (stopped) break;
       }
       startPending = false;
       const { clean, progressed } = await readOnce();
@@ -270,6 +271,7 @@ export function startFollower(options: FollowerOptions): Follower {
   return {
     wake() {
       startPending = true;
+      finalLookDone = false;
       wakeUp?.();
     },
     async stop() {

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { lstat, unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { DecodeError, decodeMultiStream, encode } from '@msgpack/msgpack';
@@ -6,6 +7,7 @@ import { StateError } from '../../errors.ts';
 import type { LogBatch, LogRecord, Receiver, ReceiverDeps } from '../../pipeline/types.ts';
 import { noAck } from '../../pipeline/types.ts';
 import { nowUnixNano } from '../docker-logs/record.ts';
+import { untilAborted } from '../docker-logs/until-aborted.ts';
 import type { FluentForwardConfig } from './config.ts';
 import { decoderOptions, ForwardProtocolError, parseForwardMessage } from './protocol.ts';
 import { createRecordAssembler } from './records.ts';
@@ -99,6 +101,8 @@ export function createFluentForwardReceiver(
   const servers: Server[] = [];
   const connections = new Map<Socket, { busy: boolean; done: Promise<void> }>();
   const stopping = new AbortController();
+  // Every connection waits on this one signal; the listeners go away as each consume() settles.
+  setMaxListeners(0, stopping.signal);
   let tcpAddress = '';
   let socketPath: string | undefined;
   let started = false;
@@ -112,8 +116,6 @@ export function createFluentForwardReceiver(
     logger.warn(obj, msg);
   };
 
-  const stopped = new Promise<void>((resolve) => stopping.signal.addEventListener('abort', () => resolve()));
-
   /** Hands a batch on; a rejection is backpressure, so it waits and offers the batch again. */
   const deliver = async (records: LogRecord[]): Promise<void> => {
     const batch: LogBatch = { records, ack: noAck };
@@ -121,7 +123,7 @@ export function createFluentForwardReceiver(
     for (let attempt = 0; ; attempt++) {
       try {
         // On shutdown stop waiting: the consumer already holds the batch.
-        await Promise.race([deps.consumer.consume(batch), stopped]);
+        await untilAborted(deps.consumer.consume(batch), stopping.signal);
         return;
       } catch (err) {
         if (closed) return;
