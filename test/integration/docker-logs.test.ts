@@ -15,6 +15,8 @@ import { type CheckpointStore, openCheckpointStore } from '../../agent/pipeline/
 import type { LogBatch, LogRecord, Receiver } from '../../agent/pipeline/types.ts';
 import { dockerLogsConfigSchema } from '../../agent/receivers/docker-logs/config.ts';
 import { createDockerLogsReceiver } from '../../agent/receivers/docker-logs/index.ts';
+import { jsonFileConfigSchema } from '../../agent/receivers/json-file/config.ts';
+import { createJsonFileReceiver } from '../../agent/receivers/json-file/index.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
 import { type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { lifecycleSuite } from '../helpers/lifecycle.ts';
@@ -142,10 +144,24 @@ const SCRIPT = [
 ].join('; ');
 
 for (const tty of [false, true]) {
-  test(`docker_logs gives exactly the engine's json-file content for a ${tty ? 'TTY' : 'non-TTY'} container`, async (t) => {
+  test(`docker_logs gives exactly the engine's json-file content, and the json_file receiver's records, for a ${tty ? 'TTY' : 'non-TTY'} container`, async (t) => {
     const checkpoints = await openCheckpointStore(await stateDir(t), silentLogger());
     const { receiver, collector } = await startReceiver(checkpoints);
     t.after(() => receiver.shutdown());
+    const fromFiles = new Collector();
+    const jsonFile = createJsonFileReceiver(
+      jsonFileConfigSchema.parse({ docker_root: engine.dataRoot, start_at: 'beginning' }),
+      {
+        docker,
+        store: metadata.store,
+        consumer: fromFiles,
+        checkpoints: await openCheckpointStore(await stateDir(t), silentLogger()),
+        logger: silentLogger(),
+        metrics: new Registry(),
+      },
+    );
+    await jsonFile.start();
+    t.after(() => jsonFile.shutdown());
     const args = [
       'run',
       '-d',
@@ -176,6 +192,13 @@ for (const tty of [false, true]) {
     assert.ok(got.some((r) => r.body.length === 40_000));
     assert.equal(got.find((r) => r.body.startsWith('{"level"'))?.severityText, 'WARN');
     if (!tty) assert.equal(got.find((r) => r.stream === 'stderr')?.severityText, 'ERROR');
+
+    await until(() => fromFiles.of(id).length >= expected.length, 'every line through json_file').catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}: ${fromFiles.of(id).length} of ${expected.length}, last ${JSON.stringify(fromFiles.of(id).at(-1)?.body)}`);
+    });
+    const same = (records: LogRecord[]) =>
+      records.map((r) => [r.timeUnixNano, r.stream, r.body, r.severityNumber, r.severityText]);
+    assert.deepEqual(same(fromFiles.of(id)), same(got), 'both receivers produce the same records');
   });
 }
 

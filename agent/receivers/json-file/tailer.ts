@@ -162,7 +162,10 @@ export class Tailer {
         continue;
       }
       if (this.draining) {
-        if (settled || !this.settle) break;
+        if (settled || !this.settle) {
+          if (this.settle) await this.flushPartials();
+          break;
+        }
         settled = true;
         await this.sleep(SETTLE_MS);
         continue;
@@ -268,6 +271,8 @@ export class Tailer {
     const containerId = this.opts.containerId;
     const container = this.entry;
     const cap = this.opts.maxLineBytes;
+    // A TTY turns `\n` into `\r\n`; the `\r` is the terminal's, not the application's (as in docker_logs).
+    const tty = container?.tty === true;
     if (this.pendingOut) this.pendingOut.openedAt = -1;
     if (this.pendingErr) this.pendingErr.openedAt = -1;
     let lines = 0;
@@ -306,7 +311,7 @@ export class Tailer {
           if (stream === 'stdout') this.pendingOut = pending;
           else this.pendingErr = pending;
         }
-        const piece = complete ? log.slice(0, -1) : log;
+        const piece = complete ? log.slice(0, lineEnd(log, tty)) : log;
         if (!pending.truncated) {
           const size = Buffer.byteLength(piece);
           if (pending.bytes + size > cap) {
@@ -338,7 +343,15 @@ export class Tailer {
         this.skipUntil = undefined;
       }
       records.push(
-        makeRecord(time, observed, log.slice(0, -1), stream, fields.attrs, containerId, container),
+        makeRecord(
+          time,
+          observed,
+          log.slice(0, lineEnd(log, tty)),
+          stream,
+          fields.attrs,
+          containerId,
+          container,
+        ),
       );
     }
     this.opts.metrics.lines.inc(lines);
@@ -365,6 +378,39 @@ export class Tailer {
       if (t !== undefined) return t.toString();
     }
     return this.position?.time ?? '-1';
+  }
+
+  /**
+   * The container exited with an unterminated last line (a partial the engine will never complete):
+   * send it as it is, as the Docker log API does.
+   */
+  private async flushPartials(): Promise<void> {
+    const source = this.source;
+    const open = [this.pendingOut, this.pendingErr].filter((p) => p !== undefined);
+    if (!source || open.length === 0) return;
+    this.pendingOut = undefined;
+    this.pendingErr = undefined;
+    const observed = BigInt(Date.now()) * 1_000_000n;
+    const records: LogRecord[] = [];
+    for (const pending of open.sort((a, b) => (a.timeUnixNano < b.timeUnixNano ? -1 : 1))) {
+      if (this.skipUntil !== undefined && pending.timeUnixNano <= this.skipUntil) continue;
+      const attributes = pending.truncated
+        ? { ...pending.attrs, [TRUNCATED_ATTRIBUTE]: 'true' }
+        : pending.attrs;
+      records.push(
+        makeRecord(
+          pending.timeUnixNano,
+          observed,
+          pending.parts.join(''),
+          pending.stream,
+          attributes,
+          this.opts.containerId,
+          this.entry,
+        ),
+      );
+    }
+    this.position = { ino: source.file.ino, offset: this.readPos, time: this.lastTime.toString() };
+    await this.emit(records);
   }
 
   private async emit(records: LogRecord[]): Promise<void> {
@@ -498,4 +544,9 @@ function truncateUtf8(s: string, bytes: number): string {
   let end = bytes;
   while (end > 0 && ((buf[end] ?? 0) & 0xc0) === 0x80) end--;
   return buf.toString('utf8', 0, end);
+}
+
+/** Where a complete `log` value's text ends: before its `\n`, and before a TTY's `\r` too. */
+function lineEnd(log: string, tty: boolean): number {
+  return tty && log.charCodeAt(log.length - 2) === 13 ? -2 : -1;
 }
