@@ -1,9 +1,19 @@
-# labelcast: multi-stage build on the Node 24 LTS base. The agent runs its TypeScript sources directly
-# (Node's type stripping), so the runtime stage needs only production dependencies and agent/.
+# labelcast: multi-stage build on the Node 24 LTS base. The agent ships as JavaScript compiled by tsc
+# (npm run build → dist/): importing it takes about 25 MB less memory than running the TypeScript
+# sources through Node's type stripping, whose WebAssembly memory is never given back.
+FROM node:24-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Install scripts are not needed (ssh2/cpu-features are optional dockerode extras; the `node`
+# devDependency is not used here, the base image's Node 24 is).
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY agent ./agent
+RUN npm run build
+
 FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-# Install scripts are not needed at run time (ssh2/cpu-features are optional dockerode extras).
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 FROM node:24-bookworm-slim
@@ -30,7 +40,8 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json LICENSE ./
-COPY agent ./agent
+# dist/ holds the compiled agent/ and a copy of package.json (the agent imports it for its version).
+COPY --from=build /app/dist ./dist
 COPY config ./config
 RUN mkdir -p /var/lib/labelcast && chown node:node /var/lib/labelcast
 VOLUME ["/var/lib/labelcast"]
@@ -38,5 +49,5 @@ VOLUME ["/var/lib/labelcast"]
 # receiver needs read access to <docker root>/containers (see deploy/ for both set-ups).
 USER node
 EXPOSE 4318
-ENTRYPOINT ["node", "/app/agent/main.ts"]
+ENTRYPOINT ["node", "/app/dist/agent/main.js"]
 CMD ["run"]

@@ -19,7 +19,7 @@ import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
@@ -36,6 +36,7 @@ import type { Component, Consumer, LogBatch, LogRecord } from '../../agent/pipel
 import { jsonFileConfigSchema } from '../../agent/receivers/json-file/config.ts';
 import { createJsonFileReceiver } from '../../agent/receivers/json-file/index.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
+import { RUNTIME, selectSource } from './runtime.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const NODE = process.execPath;
@@ -346,6 +347,7 @@ function encoderSection(): void {
 }
 
 async function main(): Promise<void> {
+  selectSource(SELF);
   const { values } = parseArgs({
     args: process.argv.slice(2),
     options: { lines: { type: 'string', default: '1000000' }, rounds: { type: 'string', default: '2' } },
@@ -358,9 +360,13 @@ async function main(): Promise<void> {
     const dir = join(root, 'containers', CONTAINER_ID);
     await mkdir(dir, { recursive: true });
     const file = join(dir, `${CONTAINER_ID}-json.log`);
-    const gen = spawnSync(NODE, ['test/bench/logs.ts', '--generate', file, '--lines', String(lines)], {
-      encoding: 'utf8',
-    });
+    const gen = spawnSync(
+      NODE,
+      [join(import.meta.dirname, `logs${extname(SELF)}`), '--generate', file, '--lines', String(lines)],
+      {
+        encoding: 'utf8',
+      },
+    );
     if (gen.status !== 0) throw new Error(`Cannot generate the benchmark log: ${gen.stderr}`);
     const fileBytes = Number(gen.stdout);
     const { port } = JSON.parse(await firstLine(sink)) as { port: number };
@@ -372,6 +378,9 @@ async function main(): Promise<void> {
       `OTLP export: ${lines} json-file lines, ${(fileBytes / lines).toFixed(0)} B/line on disk (generator: test/bench/logs.ts)`,
     );
     console.log('json_file -> enrich -> otlp_http (protobuf + gzip) -> blackhole sink (separate process)');
+    console.log(
+      `agent processes: node ${process.version}, V8 flags: ${process.execArgv.join(' ') || '(none)'}; ${RUNTIME}`,
+    );
     console.log('mode       | lines/CPU-s | CPU s | wall s | bytes out/line | requests | peak RSS MB');
     const best = new Map<Mode, AgentResult>();
     // Alternate modes so drift (page cache, CPU frequency) hits both alike; keep each mode's best run.

@@ -5,17 +5,21 @@
  * Each prints lines per CPU-second of the agent, bytes out per line and peak RSS, with enrichment off
  * as the same-run baseline.
  *
- * Options: --lines N (default 1,000,000), --rounds N (OTLP runs per mode, default 2), --only otlp|loki.
+ * Options: --lines N (default 1,000,000), --rounds N (OTLP runs per mode, default 2), --only otlp|loki,
+ * --source ts|js (which build the sections and their agent processes run: see runtime.ts; the npm
+ * script runs the compiled one).
  */
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { RUNTIME, selectSource } from './runtime.ts';
 
 const SECTIONS = {
-  otlp: { file: 'export-otlp.ts', passRounds: true },
-  loki: { file: 'export-loki.ts', passRounds: false },
+  otlp: { file: 'export-otlp', passRounds: true },
+  loki: { file: 'export-loki', passRounds: false },
 } as const;
 
+selectSource(import.meta.filename);
 const { values } = parseArgs({
   options: {
     lines: { type: 'string', default: '1000000' },
@@ -26,10 +30,15 @@ const { values } = parseArgs({
 
 const names = values.only ? [values.only] : Object.keys(SECTIONS);
 let failed = false;
+console.log(`runtime of the sections and agent processes: ${RUNTIME}`);
 for (const name of names) {
   const section = SECTIONS[name as keyof typeof SECTIONS];
   if (!section) throw new Error(`Unknown section ${name}: expected ${Object.keys(SECTIONS).join(' or ')}`);
-  const args = [join(import.meta.dirname, section.file), '--lines', values.lines];
+  const args = [
+    join(import.meta.dirname, section.file + extname(import.meta.filename)),
+    '--lines',
+    values.lines,
+  ];
   if (section.passRounds) args.push('--rounds', values.rounds);
   console.log(`\n=== ${name} ===`);
   // The sections and their agent processes run with this process's V8 flags (npm scripts set them as `npm start` does).

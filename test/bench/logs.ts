@@ -12,7 +12,8 @@
  *      stage, which isolates the stage (store lookup) from the cost of writing the larger lines;
  *    - read only: receiver → a consumer that acks at once (the receiver's own cost).
  *
- * Options: --lines N (default 1,000,000), --rounds N (default 2 runs per mode).
+ * Options: --lines N (default 1,000,000), --rounds N (default 2 runs per mode), --source ts|js (which
+ * build this process runs: see runtime.ts; `npm run bench:logs` runs the compiled one).
  */
 import { spawnSync } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
@@ -37,7 +38,9 @@ import {
   parseTimeNano,
 } from '../../agent/receivers/json-file/parse.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
+import { RUNTIME, selectSource } from './runtime.ts';
 
+selectSource(import.meta.filename);
 const { values } = parseArgs({
   options: {
     lines: { type: 'string', default: '1000000' },
@@ -293,6 +296,7 @@ async function main(): Promise<void> {
     if (child.status !== 0) throw new Error('Cannot generate the benchmark log');
     const bytes = Number(child.stdout.toString());
     console.log(`node ${process.version}, V8 flags: ${process.execArgv.join(' ') || '(none)'}`);
+    console.log(`runtime: ${RUNTIME}`);
     console.log(
       `json-file log: ${LINES.toLocaleString('en')} lines, ${(bytes / 1e6).toFixed(1)} MB, ${Math.round(bytes / LINES)} B/line`,
     );

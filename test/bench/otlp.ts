@@ -1,5 +1,5 @@
 /**
- * npm run bench:otlp
+ * npm run bench:otlp   (compiled JavaScript, as the image runs; `-- --source ts` for the TypeScript sources)
  *
  * OTLP/HTTP protobuf requests of 512 spans × 10 attributes, sent by a client process to the agent (a
  * second process: the otlp_http receiver → the otlp_http exporter, compression none), which forwards
@@ -25,6 +25,7 @@ import { otlpHttpReceiverConfigSchema } from '../../agent/receivers/otlp-http/co
 import { createOtlpHttpReceiver } from '../../agent/receivers/otlp-http/index.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
 import { ExportTraceServiceRequest } from '../helpers/otlp-proto.ts';
+import { RUNTIME, selectSource } from './runtime.ts';
 
 const SPANS = 512;
 const ATTRIBUTES = 10;
@@ -404,6 +405,7 @@ async function main(): Promise<void> {
     `OTLP/HTTP protobuf, ${SPANS} spans × ${ATTRIBUTES} attributes per request (${(body.length / 1024).toFixed(0)} KiB), ` +
       `${CONCURRENCY} client connections, ${CONTAINERS} containers in the store, exporter compression none`,
   );
+  console.log(`agent process: node ${process.version}, V8 flags: ${AGENT_FLAGS.join(' ')}; ${RUNTIME}`);
   const results: Result[] = [];
   console.log(
     '\nround  mode          max req/s  spans/s    agent CPU-s  spans/CPU-s   half-rate req/s  p50         p99         refused',
@@ -460,4 +462,7 @@ async function main(): Promise<void> {
 const [role, ...args] = process.argv.slice(2);
 if (role === 'agent') await runAgent(args[0] as 'enrich' | 'passthrough', args[1] as string);
 else if (role === 'client') await runClient();
-else await main();
+else {
+  selectSource(import.meta.filename);
+  await main();
+}
