@@ -3,9 +3,9 @@ import type { Logger } from 'pino';
 import type { Counter, Gauge } from 'prom-client';
 import { createLogStreamParser, formatDockerTimestamp, type LogStreamItem } from '../../docker/log-stream.ts';
 import { createOrderedAcks } from '../../pipeline/checkpoints.ts';
+import { makeRecord, nowUnixNano, TRUNCATED_ATTRIBUTE } from '../../pipeline/log-record.ts';
 import type { Consumer, LogBatch, LogRecord, LogStream } from '../../pipeline/types.ts';
 import { advance, comparePositions, createOverlapFilter, type Position } from './position.ts';
-import { makeRecord, nowUnixNano, TRUNCATED_ATTRIBUTE } from './record.ts';
 import { untilAborted } from './until-aborted.ts';
 
 export interface FollowerMetrics {

@@ -1,10 +1,10 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ContainerEntry } from '../../metadata/types.ts';
+import { nowUnixNano } from '../../pipeline/log-record.ts';
 import type { Receiver, ReceiverDeps } from '../../pipeline/types.ts';
 import type { DockerLogsConfig } from './config.ts';
 import { type Follower, type FollowerMetrics, startFollower } from './follower.ts';
 import { fromStored, type Position, toStored } from './position.ts';
-import { nowUnixNano } from './record.ts';
 
 export type { DockerLogsConfig } from './config.ts';
 

@@ -1,5 +1,5 @@
+import { makeRecord, TRUNCATED_ATTRIBUTE } from '../../pipeline/log-record.ts';
 import type { LogRecord, LogStream } from '../../pipeline/types.ts';
-import { makeRecord, TRUNCATED_ATTRIBUTE } from '../docker-logs/record.ts';
 import type { ForwardEntry } from './protocol.ts';
 
 /** Keys Docker's fluentd driver sets itself; every other key (labels, env, extras) becomes an attribute. */

@@ -4,9 +4,10 @@ import { dirname } from 'node:path';
 import type { Counter } from 'prom-client';
 import type { ContainerEntry } from '../../metadata/types.ts';
 import { createOrderedAcks, type OrderedAcks } from '../../pipeline/checkpoints.ts';
+import { makeRecord, TRUNCATED_ATTRIBUTE } from '../../pipeline/log-record.ts';
 import type { Consumer, LogBatch, LogRecord, LogStream } from '../../pipeline/types.ts';
 import { firstRecordTime, type LogFile, type LogSource, listLogFiles, openSource } from './files.ts';
-import { detectSeverity, type LineFields, newLineFields, parseLine, parseTimeNano } from './parse.ts';
+import { type LineFields, newLineFields, parseLine, parseTimeNano } from './parse.ts';
 
 /**
  * A checkpoint: the file (by inode, so it is found again under whatever rotated name it has now), the
@@ -41,8 +42,6 @@ export interface TailerOptions {
   readonly metrics: TailerMetrics;
 }
 
-/** The attribute a record cut at max_line_bytes carries. */
-export const TRUNCATED_ATTRIBUTE = 'log.truncated';
 /** A line longer than this (escaped JSON of one 16 KiB chunk is far smaller) is skipped, not buffered. */
 const MAX_PHYSICAL_LINE = 8 * 1024 * 1024;
 /** Fallback poll when no inotify event arrives (e.g. on some network or overlay mounts). */
@@ -334,7 +333,7 @@ export class Tailer {
           ? { ...pending.attrs, [TRUNCATED_ATTRIBUTE]: 'true' }
           : pending.attrs;
         records.push(
-          makeRecord(pending.timeUnixNano, observed, body, stream, attributes, containerId, container),
+          makeRecord(containerId, pending.timeUnixNano, observed, body, stream, attributes, container),
         );
         continue;
       }
@@ -344,12 +343,12 @@ export class Tailer {
       }
       records.push(
         makeRecord(
+          containerId,
           time,
           observed,
           log.slice(0, lineEnd(log, tty)),
           stream,
           fields.attrs,
-          containerId,
           container,
         ),
       );
@@ -399,12 +398,12 @@ export class Tailer {
         : pending.attrs;
       records.push(
         makeRecord(
+          this.opts.containerId,
           pending.timeUnixNano,
           observed,
           pending.parts.join(''),
           pending.stream,
           attributes,
-          this.opts.containerId,
           this.entry,
         ),
       );
@@ -511,29 +510,6 @@ export class Tailer {
     this.watcher?.close();
     this.watcher = undefined;
   }
-}
-
-function makeRecord(
-  timeUnixNano: bigint,
-  observedUnixNano: bigint,
-  body: string,
-  stream: LogStream,
-  attributes: Record<string, string> | undefined,
-  containerId: string,
-  container: ContainerEntry | undefined,
-): LogRecord {
-  const severity = detectSeverity(body, stream);
-  return {
-    timeUnixNano,
-    observedUnixNano,
-    body,
-    stream,
-    severityNumber: severity ? severity[0] : 0,
-    severityText: severity?.[1],
-    attributes,
-    containerId,
-    container,
-  };
 }
 
 /** The longest prefix of `s` that fits in `bytes` UTF-8 bytes, never splitting a character. */

@@ -1,11 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  detectSeverity,
-  newLineFields,
-  parseLine,
-  parseTimeNano,
-} from '../../../agent/receivers/json-file/parse.ts';
+import { detectSeverity } from '../../../agent/pipeline/log-record.ts';
+import { newLineFields, parseLine, parseTimeNano } from '../../../agent/receivers/json-file/parse.ts';
 
 /** A line exactly as the engine's json-file writer produces it (keys in its order). */
 function engineLine(log: string, stream: string, time: string, attrs?: Record<string, string>): string {

@@ -15,8 +15,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { Counter, Registry } from 'prom-client';
+import { TRUNCATED_ATTRIBUTE } from '../../../agent/pipeline/log-record.ts';
 import type { LogBatch, LogRecord } from '../../../agent/pipeline/types.ts';
-import { type FilePosition, Tailer, TRUNCATED_ATTRIBUTE } from '../../../agent/receivers/json-file/tailer.ts';
+import { type FilePosition, Tailer } from '../../../agent/receivers/json-file/tailer.ts';
 
 const ID = 'a'.repeat(64);
 let clock = Date.parse('2026-12-04T10:00:00Z') * 1_000_000;
