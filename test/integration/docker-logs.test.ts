@@ -6,67 +6,36 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type Docker from 'dockerode';
 import { Registry } from 'prom-client';
-import { createDockerClient, resolveDockerTarget } from '../../agent/docker/client.ts';
 import { parseRfc3339Nano } from '../../agent/docker/log-stream.ts';
-import { mappingConfigSchema, metadataConfigSchema } from '../../agent/metadata/config.ts';
-import { createMetadata, type Metadata } from '../../agent/metadata/index.ts';
-import { createMapper } from '../../agent/metadata/mapping.ts';
+import type { Metadata } from '../../agent/metadata/index.ts';
 import { type CheckpointStore, openCheckpointStore } from '../../agent/pipeline/checkpoints.ts';
-import type { LogBatch, LogRecord, Receiver } from '../../agent/pipeline/types.ts';
+import type { LogRecord, Receiver } from '../../agent/pipeline/types.ts';
 import { dockerLogsConfigSchema } from '../../agent/receivers/docker-logs/config.ts';
 import { createDockerLogsReceiver } from '../../agent/receivers/docker-logs/index.ts';
 import { jsonFileConfigSchema } from '../../agent/receivers/json-file/config.ts';
 import { createJsonFileReceiver } from '../../agent/receivers/json-file/index.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
+import { Collector } from '../helpers/collector.ts';
 import { type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { lifecycleSuite } from '../helpers/lifecycle.ts';
+import { engineClient, startMetadata } from '../helpers/metadata.ts';
+import { tempDir } from '../helpers/state-dir.ts';
+import { until } from '../helpers/wait.ts';
 
 let engine: Engine;
 let docker: Docker;
 let metadata: Metadata;
 
-const startMetadata = async (): Promise<void> => {
-  metadata = createMetadata({
-    docker,
-    mapper: createMapper(mappingConfigSchema.parse({})),
-    config: metadataConfigSchema.parse({}),
-    logger: silentLogger(),
-    metrics: new Registry(),
-  });
-  await metadata.watcher.start();
-  await metadata.ready;
-};
-
 before(async () => {
   engine = await startEngine();
-  docker = createDockerClient(resolveDockerTarget({ host: engine.host }));
-  await startMetadata();
+  docker = engineClient(engine);
+  metadata = await startMetadata(docker);
 });
 
 after(async () => {
   await metadata?.watcher.shutdown();
   await engine?.close();
 });
-
-/** A consumer that keeps every record and acknowledges each batch at once, like a fast exporter. */
-class Collector {
-  readonly records: LogRecord[] = [];
-  batches = 0;
-  async consume(batch: LogBatch): Promise<void> {
-    this.batches++;
-    this.records.push(...batch.records);
-    batch.ack();
-  }
-  of(containerId: string): LogRecord[] {
-    return this.records.filter((r) => r.containerId === containerId);
-  }
-}
-
-async function stateDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'lc-dl-state-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 async function startReceiver(
   checkpoints: CheckpointStore,
@@ -121,15 +90,6 @@ function engineLog(id: string, tty: boolean): Line[] {
 const view = (lines: { stream: string; body: string }[]): string[] =>
   lines.map((l) => `${l.stream}|${l.body}`);
 
-async function until(check: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
 const running = async (id: string): Promise<boolean> =>
   (await engine.docker('inspect', '-f', '{{.State.Running}}', id)) === 'true';
 
@@ -145,7 +105,7 @@ const SCRIPT = [
 
 for (const tty of [false, true]) {
   test(`docker_logs gives exactly the engine's json-file content, and the json_file receiver's records, for a ${tty ? 'TTY' : 'non-TTY'} container`, async (t) => {
-    const checkpoints = await openCheckpointStore(await stateDir(t), silentLogger());
+    const checkpoints = await openCheckpointStore(await tempDir(t, 'lc-dl-state-'), silentLogger());
     const { receiver, collector } = await startReceiver(checkpoints);
     t.after(() => receiver.shutdown());
     const fromFiles = new Collector();
@@ -155,7 +115,7 @@ for (const tty of [false, true]) {
         docker,
         store: metadata.store,
         consumer: fromFiles,
-        checkpoints: await openCheckpointStore(await stateDir(t), silentLogger()),
+        checkpoints: await openCheckpointStore(await tempDir(t, 'lc-dl-state-'), silentLogger()),
         logger: silentLogger(),
         metrics: new Registry(),
       },
@@ -174,10 +134,10 @@ for (const tty of [false, true]) {
       SCRIPT,
     ];
     const id = await engine.docker(...args);
-    await until(async () => !(await running(id)), 'the container to exit');
+    await until('the container to exit', async () => !(await running(id)));
     const expected = engineLog(id, tty);
     assert.ok(expected.length > 600, 'the engine logged the lines');
-    await until(() => collector.of(id).length >= expected.length, 'every line').catch((err: unknown) => {
+    await until('every line', () => collector.of(id).length >= expected.length).catch((err: unknown) => {
       throw new Error(
         `${(err as Error).message}: ${collector.of(id).length} of ${expected.length}, store ${JSON.stringify(metadata.store.get(id)?.startedAt)} ${metadata.store.get(id)?.running}`,
       );
@@ -193,9 +153,13 @@ for (const tty of [false, true]) {
     assert.equal(got.find((r) => r.body.startsWith('{"level"'))?.severityText, 'WARN');
     if (!tty) assert.equal(got.find((r) => r.stream === 'stderr')?.severityText, 'ERROR');
 
-    await until(() => fromFiles.of(id).length >= expected.length, 'every line through json_file').catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}: ${fromFiles.of(id).length} of ${expected.length}, last ${JSON.stringify(fromFiles.of(id).at(-1)?.body)}`);
-    });
+    await until('every line through json_file', () => fromFiles.of(id).length >= expected.length).catch(
+      (err: unknown) => {
+        throw new Error(
+          `${(err as Error).message}: ${fromFiles.of(id).length} of ${expected.length}, last ${JSON.stringify(fromFiles.of(id).at(-1)?.body)}`,
+        );
+      },
+    );
     const same = (records: LogRecord[]) =>
       records.map((r) => [r.timeUnixNano, r.stream, r.body, r.severityNumber, r.severityText]);
     assert.deepEqual(same(fromFiles.of(id)), same(got), 'both receivers produce the same records');
@@ -203,7 +167,7 @@ for (const tty of [false, true]) {
 }
 
 test('docker_logs resumes from its checkpoint: no line lost and none repeated across an agent restart', async (t) => {
-  const dir = await stateDir(t);
+  const dir = await tempDir(t, 'lc-dl-state-');
   let checkpoints = await openCheckpointStore(dir, silentLogger());
   const first = await startReceiver(checkpoints, { start_at: 'end' });
   const id = await engine.docker(
@@ -217,7 +181,7 @@ test('docker_logs resumes from its checkpoint: no line lost and none repeated ac
     'trap "exit 0" TERM; i=0; while [ $i -lt 3000 ]; do echo "n $i"; i=$((i+1)); usleep 1000; done',
   );
   t.after(() => engine.docker('rm', '-f', id).then(() => undefined));
-  await until(() => first.collector.of(id).length >= 200, 'the first receiver to read some lines');
+  await until('the first receiver to read some lines', () => first.collector.of(id).length >= 200);
   await first.receiver.shutdown();
   await checkpoints.flush();
   const before = first.collector.of(id).map((r) => r.body);
@@ -225,8 +189,8 @@ test('docker_logs resumes from its checkpoint: no line lost and none repeated ac
   checkpoints = await openCheckpointStore(dir, silentLogger());
   const second = await startReceiver(checkpoints, { start_at: 'end' });
   t.after(() => second.receiver.shutdown());
-  await until(async () => !(await running(id)), 'the container to finish', 60_000);
-  await until(() => before.length + second.collector.of(id).length >= 3000, 'the rest of the lines');
+  await until('the container to finish', async () => !(await running(id)), 60_000);
+  await until('the rest of the lines', () => before.length + second.collector.of(id).length >= 3000);
   const all = [...before, ...second.collector.of(id).map((r) => r.body)];
   assert.deepEqual(
     all,
@@ -235,7 +199,7 @@ test('docker_logs resumes from its checkpoint: no line lost and none repeated ac
 });
 
 test('docker_logs follows a container through its restart and skips ignored containers', async (t) => {
-  const checkpoints = await openCheckpointStore(await stateDir(t), silentLogger());
+  const checkpoints = await openCheckpointStore(await tempDir(t, 'lc-dl-state-'), silentLogger());
   const { receiver, collector } = await startReceiver(checkpoints, { start_at: 'end' });
   t.after(() => receiver.shutdown());
   const ignored = await engine.docker(
@@ -261,17 +225,17 @@ test('docker_logs follows a container through its restart and skips ignored cont
     'echo "run $$-$RANDOM"',
   );
   t.after(() => engine.docker('rm', '-f', id, ignored).then(() => undefined));
-  await until(() => collector.of(id).length === 1, 'the first run');
-  await until(async () => !(await running(id)), 'the first run to exit');
+  await until('the first run', () => collector.of(id).length === 1);
+  await until('the first run to exit', async () => !(await running(id)));
   await engine.docker('start', id);
-  await until(() => collector.of(id).length === 2, 'the second run');
-  await until(async () => !(await running(id)), 'the second run to exit');
+  await until('the second run', () => collector.of(id).length === 2);
+  await until('the second run to exit', async () => !(await running(id)));
   assert.deepEqual(view(collector.of(id)), view(engineLog(id, false)));
   assert.equal(collector.of(ignored).length, 0);
 });
 
 test('docker_logs loses nothing when dockerd restarts mid-stream (--restart=always)', async (t) => {
-  const checkpoints = await openCheckpointStore(await stateDir(t), silentLogger());
+  const checkpoints = await openCheckpointStore(await tempDir(t, 'lc-dl-state-'), silentLogger());
   const { receiver, collector } = await startReceiver(checkpoints, { start_at: 'beginning' });
   t.after(() => receiver.shutdown());
   const id = await engine.docker(
@@ -285,16 +249,16 @@ test('docker_logs loses nothing when dockerd restarts mid-stream (--restart=alwa
     '-c',
     'trap "exit 0" TERM; r=$RANDOM; i=0; while [ $i -lt 100000 ]; do echo "run $r line $i"; i=$((i+1)); usleep 2000; done',
   );
-  await until(() => collector.of(id).length >= 100, 'lines before the restart');
+  await until('lines before the restart', () => collector.of(id).length >= 100);
   await engine.restart();
-  await until(async () => await running(id), 'the engine to restart the container');
-  await until(() => metadata.store.get(id)?.running === true, 'the store to see it running');
+  await until('the engine to restart the container', async () => await running(id));
+  await until('the store to see it running', () => metadata.store.get(id)?.running === true);
   const countAfterRestart = collector.of(id).length;
-  await until(() => collector.of(id).length >= countAfterRestart + 100, 'lines after the restart');
+  await until('lines after the restart', () => collector.of(id).length >= countAfterRestart + 100);
   await engine.docker('update', '--restart=no', id);
   await engine.docker('stop', '-t', '1', id);
   const expected = engineLog(id, false);
-  await until(() => collector.of(id).length >= expected.length, 'every line the engine stored');
+  await until('every line the engine stored', () => collector.of(id).length >= expected.length);
   const got = collector.of(id);
   assert.deepEqual(view(got), view(expected));
   const runs = new Set(got.map((r) => r.body.split(' ')[1]));
@@ -319,7 +283,7 @@ lifecycleSuite('docker_logs receiver', async () => {
     component: receiver,
     async send() {
       id = await engine.docker('run', '-d', '--network', 'none', TEST_IMAGES.base, 'sh', '-c', 'seq 1 50');
-      await until(() => collector.of(id).length === 50, 'fifty lines');
+      await until('fifty lines', () => collector.of(id).length === 50);
       return 50;
     },
     received: () => collector.of(id).length,
