@@ -6,12 +6,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type Docker from 'dockerode';
 import { Registry } from 'prom-client';
-import { createDockerClient, resolveDockerTarget } from '../../agent/docker/client.ts';
-import { mappingConfigSchema, metadataConfigSchema } from '../../agent/metadata/config.ts';
-import { createMetadata, type Metadata } from '../../agent/metadata/index.ts';
-import { createMapper } from '../../agent/metadata/mapping.ts';
+import type { Metadata } from '../../agent/metadata/index.ts';
 import { type CheckpointStore, openCheckpointStore } from '../../agent/pipeline/checkpoints.ts';
-import type { LogBatch, LogRecord } from '../../agent/pipeline/types.ts';
 import { jsonFileConfigSchema } from '../../agent/receivers/json-file/config.ts';
 import {
   checkpointKey,
@@ -19,8 +15,12 @@ import {
   type JsonFileReceiver,
 } from '../../agent/receivers/json-file/index.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
+import { Collector } from '../helpers/collector.ts';
 import { type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { lifecycleSuite } from '../helpers/lifecycle.ts';
+import { engineClient, startMetadata } from '../helpers/metadata.ts';
+import { tempDir } from '../helpers/state-dir.ts';
+import { until } from '../helpers/wait.ts';
 
 let engine: Engine;
 let docker: Docker;
@@ -28,16 +28,8 @@ let metadata: Metadata;
 
 before(async () => {
   engine = await startEngine();
-  docker = createDockerClient(resolveDockerTarget({ host: engine.host }));
-  metadata = createMetadata({
-    docker,
-    mapper: createMapper(mappingConfigSchema.parse({})),
-    config: metadataConfigSchema.parse({ tombstone_grace: '1s' }),
-    logger: silentLogger(),
-    metrics: new Registry(),
-  });
-  await metadata.watcher.start();
-  await metadata.ready;
+  docker = engineClient(engine);
+  metadata = await startMetadata(docker, { tombstone_grace: '1s' });
 });
 
 after(async () => {
@@ -45,34 +37,10 @@ after(async () => {
   await engine?.close();
 });
 
-/** A consumer that keeps every batch; it acks at once unless `hold` says to keep a batch in flight. */
-class Collector {
-  readonly batches: LogBatch[] = [];
-  readonly unacked: LogBatch[] = [];
-  hold: (batch: LogBatch) => boolean = () => false;
-  async consume(batch: LogBatch): Promise<void> {
-    this.batches.push(batch);
-    if (this.hold(batch)) this.unacked.push(batch);
-    else batch.ack();
-  }
-  records(containerId: string): LogRecord[] {
-    return this.batches.flatMap((b) => b.records.filter((r) => r.containerId === containerId));
-  }
-  bodies(containerId: string): string[] {
-    return this.records(containerId).map((r) => r.body);
-  }
-}
-
 interface Running {
   receiver: JsonFileReceiver;
   collector: Collector;
   checkpoints: CheckpointStore;
-}
-
-async function stateDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'lc-jf-state-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 async function startReceiver(
@@ -94,14 +62,6 @@ async function startReceiver(
   );
   await receiver.start();
   return { receiver, collector, checkpoints };
-}
-
-async function until(what: string, ok: () => boolean, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 const numbers = (from: number, to: number): string[] =>
@@ -152,7 +112,7 @@ lifecycleSuite('json_file receiver', async () => {
 });
 
 test('50,000 numbered lines arrive exactly once and in order across size-based rotations', async (t) => {
-  const { receiver, collector } = await startReceiver(await stateDir(t));
+  const { receiver, collector } = await startReceiver(await tempDir(t, 'lc-jf-state-'));
   t.after(() => receiver.shutdown());
   const id = await engine.docker(
     'run',
@@ -186,14 +146,14 @@ test('50,000 numbered lines arrive exactly once and in order across size-based r
     /-json\.log\.\d+$/.test(n),
   );
   assert.ok(rotated.length > 0, 'the engine rotated the log');
-  const records = collector.records(id);
+  const records = collector.of(id);
   assert.ok(records.every((r) => r.stream === 'stdout' && r.containerId === id));
   assert.ok(records.every((r, i) => i === 0 || r.timeUnixNano >= (records[i - 1] as LogRecord).timeUnixNano));
   assert.equal(records[0]?.container?.id, id, 'records carry the container entry when the store has it');
 });
 
 test('a 100 KiB line, split by the engine into 16 KiB partials, arrives as one record', async (t) => {
-  const { receiver, collector } = await startReceiver(await stateDir(t));
+  const { receiver, collector } = await startReceiver(await tempDir(t, 'lc-jf-state-'));
   t.after(() => receiver.shutdown());
   const id = await engine.docker(
     'run',
@@ -207,7 +167,7 @@ test('a 100 KiB line, split by the engine into 16 KiB partials, arrives as one r
   );
   await until('three records', () => collector.bodies(id).length >= 3);
   await new Promise((r) => setTimeout(r, 300));
-  const records = collector.records(id);
+  const records = collector.of(id);
   // stdout and stderr are copied by separate engine goroutines: only the order within a stream holds.
   const stdout = records.filter((r) => r.stream === 'stdout');
   const stderr = records.filter((r) => r.stream === 'stderr');
@@ -227,7 +187,7 @@ test('a 100 KiB line, split by the engine into 16 KiB partials, arrives as one r
 });
 
 test('a container stop/start keeps the checkpoint: old lines are not sent again, also by a new receiver', async (t) => {
-  const dir = await stateDir(t);
+  const dir = await tempDir(t, 'lc-jf-state-');
   const first = await startReceiver(dir, { start_at: 'beginning' });
   const id = await engine.docker(
     'run',
@@ -263,7 +223,7 @@ test('a container stop/start keeps the checkpoint: old lines are not sent again,
 });
 
 test('a receiver restarted mid-stream loses nothing and re-sends at most its unacked batches', async (t) => {
-  const dir = await stateDir(t);
+  const dir = await tempDir(t, 'lc-jf-state-');
   const collector = new Collector();
   let acked = 0;
   // Ack the first batches, then keep every later batch in flight.
@@ -307,7 +267,7 @@ test('a receiver restarted mid-stream loses nothing and re-sends at most its una
 });
 
 test('a dockerd restart mid-stream neither loses nor duplicates lines of a restarting container', async (t) => {
-  const { receiver, collector } = await startReceiver(await stateDir(t));
+  const { receiver, collector } = await startReceiver(await tempDir(t, 'lc-jf-state-'));
   t.after(() => receiver.shutdown());
   const id = await engine.docker(
     'run',
@@ -332,7 +292,7 @@ test('a dockerd restart mid-stream neither loses nor duplicates lines of a resta
 });
 
 test('a removed container’s checkpoint is deleted once its tombstone is gone', async (t) => {
-  const { receiver, collector, checkpoints } = await startReceiver(await stateDir(t));
+  const { receiver, collector, checkpoints } = await startReceiver(await tempDir(t, 'lc-jf-state-'));
   t.after(() => receiver.shutdown());
   const id = await engine.docker(
     'run',
@@ -352,7 +312,7 @@ test('a removed container’s checkpoint is deleted once its tombstone is gone',
 });
 
 test('containers labelled io.labelcast.ignore=true and excluded ids are not read', async (t) => {
-  const { receiver, collector } = await startReceiver(await stateDir(t));
+  const { receiver, collector } = await startReceiver(await tempDir(t, 'lc-jf-state-'));
   t.after(() => receiver.shutdown());
   const script = 'i=0; while [ $i -lt 50 ]; do echo $i; i=$((i+1)); usleep 20000; done';
   const ignored = await engine.docker(
