@@ -8,6 +8,7 @@ import type Docker from 'dockerode';
 import { Registry } from 'prom-client';
 import type { Metadata } from '../../agent/metadata/index.ts';
 import { type CheckpointStore, openCheckpointStore } from '../../agent/pipeline/checkpoints.ts';
+import type { LogRecord } from '../../agent/pipeline/types.ts';
 import { jsonFileConfigSchema } from '../../agent/receivers/json-file/config.ts';
 import {
   checkpointKey,
