@@ -7,14 +7,11 @@ import { after, before, test } from 'node:test';
 import { Encoder } from '@msgpack/msgpack';
 import type Docker from 'dockerode';
 import { Registry } from 'prom-client';
-import { createDockerClient, resolveDockerTarget } from '../../agent/docker/client.ts';
-import { mappingConfigSchema, metadataConfigSchema } from '../../agent/metadata/config.ts';
-import { createMetadata, type Metadata } from '../../agent/metadata/index.ts';
-import { createMapper } from '../../agent/metadata/mapping.ts';
+import type { Metadata } from '../../agent/metadata/index.ts';
 import type { CheckpointStore } from '../../agent/pipeline/checkpoints.ts';
 import { openCheckpointStore } from '../../agent/pipeline/checkpoints.ts';
 import { createEnrichStage } from '../../agent/pipeline/enrich.ts';
-import type { LogBatch, LogRecord } from '../../agent/pipeline/types.ts';
+import type { LogRecord } from '../../agent/pipeline/types.ts';
 import { fluentForwardConfigSchema } from '../../agent/receivers/fluent-forward/config.ts';
 import {
   createFluentForwardReceiver,
@@ -22,7 +19,10 @@ import {
 } from '../../agent/receivers/fluent-forward/index.ts';
 import { forwardExtensionCodec } from '../../agent/receivers/fluent-forward/protocol.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
+import { Collector } from '../helpers/collector.ts';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
+import { engineClient, startMetadata } from '../helpers/metadata.ts';
+import { until } from '../helpers/wait.ts';
 
 let engine: Engine;
 let docker: Docker;
@@ -32,16 +32,8 @@ let checkpoints: CheckpointStore;
 
 before(async () => {
   engine = await startEngine();
-  docker = createDockerClient(resolveDockerTarget({ host: engine.host }));
-  metadata = createMetadata({
-    docker,
-    mapper: createMapper(mappingConfigSchema.parse({})),
-    config: metadataConfigSchema.parse({}),
-    logger: silentLogger(),
-    metrics: new Registry(),
-  });
-  await metadata.watcher.start();
-  await metadata.ready;
+  docker = engineClient(engine);
+  metadata = await startMetadata(docker);
   stateDir = await mkdtemp(join(tmpdir(), 'lc-ff-state-'));
   checkpoints = await openCheckpointStore(stateDir, silentLogger());
 });
@@ -59,16 +51,11 @@ async function startPipeline(t: { after(fn: () => Promise<void>): void }): Promi
   registry: Registry;
   port: number;
 }> {
-  const records: LogRecord[] = [];
+  const collector = new Collector();
   const registry = new Registry();
   const enrich = createEnrichStage({
     store: metadata.store,
-    next: {
-      async consume(batch: LogBatch) {
-        records.push(...batch.records);
-        batch.ack();
-      },
-    },
+    next: collector,
     maxWaitMs: 2000,
     logger: silentLogger(),
     metrics: registry,
@@ -87,16 +74,12 @@ async function startPipeline(t: { after(fn: () => Promise<void>): void }): Promi
     await receiver.shutdown();
     await enrich.shutdown();
   });
-  return { receiver, records, registry, port: Number(receiver.address().tcp.split(':').pop()) };
-}
-
-async function until(check: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`timed out waiting for ${what}`);
+  return {
+    receiver,
+    records: collector.records,
+    registry,
+    port: Number(receiver.address().tcp.split(':').pop()),
+  };
 }
 
 const LINES = 500;
@@ -127,7 +110,7 @@ for (const ack of [false, true]) {
       script(!ack),
     );
     t.after(() => engine.docker('rm', '-f', id).then(() => undefined));
-    await until(() => records.length >= expected, 'every line').catch((err: unknown) => {
+    await until('every line', () => records.length >= expected).catch((err: unknown) => {
       throw new Error(
         `${(err as Error).message}: ${records.length} records, last ${records.at(-1)?.body.slice(0, 40)}`,
       );
@@ -173,7 +156,7 @@ test('fluentd-sub-second-precision sends EventTime, decoded to the nanosecond', 
     'for i in 1 2 3 4 5; do echo "precise $i"; done',
   );
   t.after(() => engine.docker('rm', '-f', id).then(() => undefined));
-  await until(() => records.filter((r) => r.containerId === id).length === 5, 'five lines');
+  await until('five lines', () => records.filter((r) => r.containerId === id).length === 5);
   const times = records.filter((r) => r.containerId === id).map((r) => r.timeUnixNano);
   assert.ok(
     times.some((ns) => ns % 1_000_000_000n !== 0n),
@@ -197,7 +180,7 @@ test('a malformed frame from one client closes only that connection; another kee
   await badClosed;
   const encoder = new Encoder({ extensionCodec: forwardExtensionCodec });
   good.write(encoder.encode(['test', Math.floor(Date.now() / 1000), { log: 'after the bad client' }]));
-  await until(() => records.some((r) => r.body === 'after the bad client'), 'the good connection');
+  await until('the good connection', () => records.some((r) => r.body === 'after the bad client'));
   assert.equal(good.destroyed, false);
   good.destroy();
   const malformed =
