@@ -1,26 +1,20 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type Docker from 'dockerode';
 import { Registry } from 'prom-client';
-import { createDockerClient, resolveDockerTarget } from '../../agent/docker/client.ts';
 import { lokiExporterConfigSchema } from '../../agent/exporters/loki/config.ts';
 import { createLokiExporter } from '../../agent/exporters/loki/index.ts';
-import { mappingConfigSchema, metadataConfigSchema } from '../../agent/metadata/config.ts';
-import { createMetadata, type Metadata } from '../../agent/metadata/index.ts';
-import { createMapper } from '../../agent/metadata/mapping.ts';
-import { openCheckpointStore } from '../../agent/pipeline/checkpoints.ts';
-import { createEnrichStage } from '../../agent/pipeline/enrich.ts';
-import type { Component } from '../../agent/pipeline/types.ts';
-import { jsonFileConfigSchema } from '../../agent/receivers/json-file/config.ts';
-import { createJsonFileReceiver } from '../../agent/receivers/json-file/index.ts';
+import type { Metadata } from '../../agent/metadata/index.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
-import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
+import { runCli } from '../helpers/cli.ts';
+import { engineLines, runApp } from '../helpers/containers.ts';
+import { APP_REVISION, type Engine, startEngine } from '../helpers/dockerd.ts';
+import { startLogPath } from '../helpers/log-path.ts';
 import { type LokiReceiver, startLokiReceiver } from '../helpers/loki-receiver.ts';
+import { engineClient, startMetadata } from '../helpers/metadata.ts';
 
 let engine: Engine;
 let docker: Docker;
@@ -30,16 +24,8 @@ let dir: string;
 before(async () => {
   engine = await startEngine();
   dir = await mkdtemp(join(tmpdir(), 'lc-loki-it-'));
-  docker = createDockerClient(resolveDockerTarget({ host: engine.host }));
-  metadata = createMetadata({
-    docker,
-    mapper: createMapper(mappingConfigSchema.parse({})),
-    config: metadataConfigSchema.parse({}),
-    logger: silentLogger(),
-    metrics: new Registry(),
-  });
-  await metadata.watcher.start();
-  await metadata.ready;
+  docker = engineClient(engine);
+  metadata = await startMetadata(docker);
 });
 
 after(async () => {
@@ -69,51 +55,15 @@ async function startPipeline(loki: Record<string, unknown> = {}): Promise<Pipeli
     }),
     { logger: silentLogger(), metrics, stateDir },
   );
-  const enrich = createEnrichStage({
-    store: metadata.store,
-    next: exporter,
-    maxWaitMs: 2000,
-    logger: silentLogger(),
-    metrics,
-  });
-  const jsonFile = createJsonFileReceiver(
-    // Containers of earlier tests are skipped (end); ones started from now on are read from their first line.
-    jsonFileConfigSchema.parse({ docker_root: engine.dataRoot, start_at: 'end' }),
-    {
-      docker,
-      store: metadata.store,
-      consumer: enrich,
-      checkpoints: await openCheckpointStore(join(stateDir, 'checkpoints'), silentLogger()),
-      logger: silentLogger(),
-      metrics,
-    },
-  );
-  const components: Component[] = [exporter, enrich, jsonFile];
-  for (const c of components) await c.start();
+  const path = await startLogPath({ engine, docker, metadata, exporter, metrics, stateDir });
   return {
     receiver,
     metrics,
     async close() {
-      for (const c of components.reverse()) await c.shutdown();
+      await path.close();
       await receiver.close();
     },
   };
-}
-
-/** The engine's own record of a container's lines: body, stream and RFC3339Nano time as exact nanoseconds. */
-function engineLines(id: string): { line: string; stream: string; ns: bigint }[] {
-  const file = join(engine.dataRoot, 'containers', id, `${id}-json.log`);
-  return readFileSync(file, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => {
-      const { log, stream, time } = JSON.parse(l) as { log: string; stream: string; time: string };
-      const m = /^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?Z$/.exec(time);
-      assert.ok(m, `unexpected time ${time}`);
-      const seconds = BigInt(Date.parse(`${m[1]}Z`) / 1000);
-      const ns = seconds * 1_000_000_000n + BigInt((m[2] ?? '').padEnd(9, '0'));
-      return { line: log.replace(/\n$/, ''), stream, ns };
-    });
 }
 
 const DEFAULT_STREAM_ATTRIBUTES = new Set([
@@ -133,30 +83,16 @@ function expectedContainerMetadata(attributes: Readonly<Record<string, string | 
   );
 }
 
-/** Runs the labelled app image; it stays up after logging, like a service would. */
-async function runApp(name: string, script: string): Promise<string> {
-  return engine.docker(
-    'run',
-    '-d',
-    '--name',
-    name,
-    '--network',
-    'none',
-    TEST_IMAGES.app,
-    'sh',
-    '-c',
-    `${script}; exec sleep 120`,
-  );
-}
-
 for (const encoding of ['protobuf', 'json'] as const) {
   test(`${encoding}: a real container's lines reach Loki with exact stream labels, structured metadata and nanosecond timestamps`, async (t) => {
     const pipeline = await startPipeline({ encoding, max_line_size: '1KiB' });
     t.after(() => pipeline.close());
     const name = `api-${encoding}`;
     const id = await runApp(
+      engine,
       name,
       `seq 1 200 | sed 's/^/line /'; printf '%03000d\\n' 7; echo 'disk full' >&2`,
+      120,
     );
     await pipeline.receiver.waitForEntries(202, 60_000);
 
@@ -178,7 +114,7 @@ for (const encoding of ['protobuf', 'json'] as const) {
       ],
     );
 
-    const truth = engineLines(id);
+    const truth = engineLines(engine, id);
     assert.equal(truth.length, 202);
     assert.deepEqual(
       receiver.entries.map((e) => e.line.slice(0, 20)),
@@ -227,7 +163,7 @@ test('429 answers are retried with backoff and every line of a real container st
   t.after(() => pipeline.close());
   const { receiver } = pipeline;
   receiver.enqueue({ status: 429, body: 'Ingestion rate limit exceeded' }, { status: 429 }, { status: 503 });
-  const id = await runApp('api-429', 'seq 1 100');
+  const id = await runApp(engine, 'api-429', 'seq 1 100', 120);
   await receiver.waitForEntries(100, 60_000);
   assert.deepEqual(
     receiver.requests.slice(0, 4).map((r) => r.status),
@@ -242,7 +178,7 @@ test('429 answers are retried with backoff and every line of a real container st
   );
   assert.deepEqual(
     receiver.entries.map((e) => e.line),
-    engineLines(id).map((l) => l.line),
+    engineLines(engine, id).map((l) => l.line),
   );
   const retries = (await pipeline.metrics.getSingleMetric('labelcast_exporter_retries_total')?.get())?.values;
   assert.equal(retries?.[0]?.value, 3);
@@ -256,7 +192,7 @@ test('a 400 is not retried: the batch is dropped and counted by Loki’s reason'
     status: 400,
     body: 'entry for stream \'{service_name="api"}\' has timestamp too old: 2020-01-01T00:00:00Z, oldest acceptable timestamp is: 2026-11-27T00:00:00Z',
   });
-  await runApp('api-400', 'seq 1 20');
+  await runApp(engine, 'api-400', 'seq 1 20', 120);
   const dropped = async () =>
     (await pipeline.metrics.getSingleMetric('labelcast_exporter_dropped_records_total')?.get())?.values.find(
       (v) => v.labels.reason === 'greater_than_max_sample_age',
@@ -272,24 +208,7 @@ test('a 400 is not retried: the batch is dropped and counted by Loki’s reason'
 });
 
 /** Runs `labelcast check-config` as the operator would. */
-function checkConfig(file: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('node_modules/.bin/node', ['agent/main.ts', 'check-config', '--config', file], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', DOCKER_HOST: engine.host },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const checkConfig = (file: string) => runCli(engine, ['check-config', '--config', file]);
 
 test('a config with 16 stream labels is refused at startup with the key path and the limit', async () => {
   const file = join(dir, 'sixteen.yaml');

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Engine, TEST_IMAGES } from './dockerd.ts';
+
+/** Runs the labelled app image: it runs `script`, then stays up for `upSeconds`, like a service would. */
+export function runApp(engine: Engine, name: string, script: string, upSeconds: number): Promise<string> {
+  return engine.docker(
+    'run',
+    '-d',
+    '--name',
+    name,
+    '--network',
+    'none',
+    TEST_IMAGES.app,
+    'sh',
+    '-c',
+    `${script}; exec sleep ${upSeconds}`,
+  );
+}
+
+/**
+ * The engine's own record of a container's lines (its json-file log, read independently of labelcast):
+ * body without the newline, stream, and the RFC3339Nano time as exact Unix nanoseconds.
+ */
+export function engineLines(engine: Engine, id: string): { line: string; stream: string; ns: bigint }[] {
+  const file = join(engine.dataRoot, 'containers', id, `${id}-json.log`);
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const { log, stream, time } = JSON.parse(l) as { log: string; stream: string; time: string };
+      const m = /^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?Z$/.exec(time);
+      assert.ok(m, `unexpected time ${time}`);
+      const seconds = BigInt(Date.parse(`${m[1]}Z`) / 1000);
+      return {
+        line: log.replace(/\n$/, ''),
+        stream,
+        ns: seconds * 1_000_000_000n + BigInt((m[2] ?? '').padEnd(9, '0')),
+      };
+    });
+}
