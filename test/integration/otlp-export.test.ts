@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,20 +7,17 @@ import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
 import type Docker from 'dockerode';
 import { Registry } from 'prom-client';
-import { createDockerClient, resolveDockerTarget } from '../../agent/docker/client.ts';
 import { otlpHttpExporterConfigSchema } from '../../agent/exporters/otlp-http/config.ts';
 import { createOtlpHttpExporter } from '../../agent/exporters/otlp-http/index.ts';
-import { mappingConfigSchema, metadataConfigSchema } from '../../agent/metadata/config.ts';
-import { createMetadata, type Metadata } from '../../agent/metadata/index.ts';
-import { createMapper } from '../../agent/metadata/mapping.ts';
-import { openCheckpointStore } from '../../agent/pipeline/checkpoints.ts';
-import { createEnrichStage } from '../../agent/pipeline/enrich.ts';
-import type { Component } from '../../agent/pipeline/types.ts';
-import { jsonFileConfigSchema } from '../../agent/receivers/json-file/config.ts';
-import { createJsonFileReceiver } from '../../agent/receivers/json-file/index.ts';
+import type { Metadata } from '../../agent/metadata/index.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
-import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
+import { runCli } from '../helpers/cli.ts';
+import { engineLines, runApp } from '../helpers/containers.ts';
+import { APP_REVISION, type Engine, startEngine } from '../helpers/dockerd.ts';
+import { startLogPath } from '../helpers/log-path.ts';
+import { engineClient, startMetadata } from '../helpers/metadata.ts';
 import { type OtlpReceiver, type ReceivedLogRecord, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
+import { until } from '../helpers/wait.ts';
 
 let engine: Engine;
 let docker: Docker;
@@ -31,16 +27,8 @@ let dir: string;
 before(async () => {
   engine = await startEngine();
   dir = await mkdtemp(join(tmpdir(), 'lc-otlp-it-'));
-  docker = createDockerClient(resolveDockerTarget({ host: engine.host }));
-  metadata = createMetadata({
-    docker,
-    mapper: createMapper(mappingConfigSchema.parse({})),
-    config: metadataConfigSchema.parse({}),
-    logger: silentLogger(),
-    metrics: new Registry(),
-  });
-  await metadata.watcher.start();
-  await metadata.ready;
+  docker = engineClient(engine);
+  metadata = await startMetadata(docker);
 });
 
 after(async () => {
@@ -66,80 +54,17 @@ async function startPipeline(
     { logger: silentLogger(), metrics, stateDir },
     {},
   );
-  const enrich = createEnrichStage({
-    store: metadata.store,
-    next: otlp,
-    maxWaitMs: 2000,
-    logger: silentLogger(),
-    metrics,
-  });
-  const jsonFile = createJsonFileReceiver(
-    // Containers of earlier tests are skipped (end); ones started from now on are read from their first line.
-    jsonFileConfigSchema.parse({ docker_root: engine.dataRoot, start_at: 'end' }),
-    {
-      docker,
-      store: metadata.store,
-      consumer: enrich,
-      checkpoints: await openCheckpointStore(join(stateDir, 'checkpoints'), silentLogger()),
-      logger: silentLogger(),
-      metrics,
-    },
-  );
-  const components: Component[] = [otlp, enrich, jsonFile];
-  for (const c of components) await c.start();
+  const path = await startLogPath({ engine, docker, metadata, exporter: otlp, metrics, stateDir });
   return {
     metrics,
     async close() {
-      for (const c of components.reverse()) await c.shutdown();
+      await path.close();
     },
   };
 }
 
-/** The engine's own record of a container's lines, with its RFC3339Nano time as exact nanoseconds. */
-function engineLines(id: string): { line: string; stream: string; ns: string }[] {
-  const file = join(engine.dataRoot, 'containers', id, `${id}-json.log`);
-  return readFileSync(file, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => {
-      const { log, stream, time } = JSON.parse(l) as { log: string; stream: string; time: string };
-      const m = /^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?Z$/.exec(time);
-      assert.ok(m, `unexpected time ${time}`);
-      const seconds = BigInt(Date.parse(`${m[1]}Z`) / 1000);
-      return {
-        line: log.replace(/\n$/, ''),
-        stream,
-        ns: String(seconds * 1_000_000_000n + BigInt((m[2] ?? '').padEnd(9, '0'))),
-      };
-    });
-}
-
-async function until(what: string, check: () => boolean, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 const ofContainer = (receiver: OtlpReceiver, id: string): ReceivedLogRecord[] =>
   receiver.logRecords().filter((r) => r.resource['container.id'] === id);
-
-/** Runs the labelled app image; it stays up after logging, like a service would. */
-function runApp(name: string, script: string): Promise<string> {
-  return engine.docker(
-    'run',
-    '-d',
-    '--name',
-    name,
-    '--network',
-    'none',
-    TEST_IMAGES.app,
-    'sh',
-    '-c',
-    `${script}; exec sleep 300`,
-  );
-}
 
 for (const encoding of ['protobuf', 'json'] as const) {
   test(`${encoding}: a real container's lines arrive enriched, with the exact Resource and nanosecond timestamps`, async (t) => {
@@ -150,7 +75,7 @@ for (const encoding of ['protobuf', 'json'] as const) {
       await receiver.close();
     });
     const name = `api-${encoding}`;
-    const id = await runApp(name, `seq 1 300 | sed 's/^/line /'; echo 'disk full' >&2`);
+    const id = await runApp(engine, name, `seq 1 300 | sed 's/^/line /'; echo 'disk full' >&2`, 300);
     await until('301 records', () => ofContainer(receiver, id).length >= 301, 30_000);
 
     const entry = await metadata.store.resolve(id);
@@ -173,11 +98,11 @@ for (const encoding of ['protobuf', 'json'] as const) {
     assert.equal(resource['container.image.name'], 'labelcast-test/app');
     assert.deepEqual(resource['container.image.tags'], ['2.3.1']);
 
-    const truth = engineLines(id);
+    const truth = engineLines(engine, id);
     assert.equal(records.length, truth.length);
     assert.deepEqual(
       records.map((r) => [r.body, r.attributes['log.iostream'], r.timeUnixNano]),
-      truth.map((l) => [l.line, l.stream, l.ns]),
+      truth.map((l) => [l.line, l.stream, String(l.ns)]),
       'bodies, streams and nanosecond timestamps are the engine’s',
     );
     // The receiver stamps observed time at millisecond precision: it may trail the engine's by < 1 ms.
@@ -247,8 +172,10 @@ test('a 60 s outage with a SIGKILL in the middle: the spool bounds memory, survi
   await until('the child to start', () => child.status.length > 0, 30_000);
   // 20,000 lines over about 20 s, while the sink answers 503.
   const id = await runApp(
+    engine,
     'api-outage',
     `seq 1 20 | while read b; do seq $((b*1000-999)) $((b*1000)) | sed 's/^/line /'; sleep 1; done`,
+    300,
   );
 
   await new Promise((r) => setTimeout(r, 25_000));
@@ -296,37 +223,20 @@ test('SIGTERM flushes: a batch still waiting for max_delay is sent before the pr
     await receiver.close();
   });
   await until('the child to start', () => child.status.length > 0, 30_000);
-  const id = await runApp('api-flush', 'seq 1 500 | sed "s/^/flush /"');
-  await until('the container to log', () => engineLines(id).length === 500, 10_000);
+  const id = await runApp(engine, 'api-flush', 'seq 1 500 | sed "s/^/flush /"', 300);
+  await until('the container to log', () => engineLines(engine, id).length === 500, 10_000);
   await new Promise((r) => setTimeout(r, 1000));
   assert.equal(ofContainer(receiver, id).length, 0, 'nothing is sent before max_delay');
   child.process.kill('SIGTERM');
   assert.equal(await child.exited, 0);
   assert.deepEqual(
     ofContainer(receiver, id).map((r) => r.body),
-    engineLines(id).map((l) => l.line),
+    engineLines(engine, id).map((l) => l.line),
   );
 });
 
 /** Runs `labelcast check-config` as the operator would. */
-function checkConfig(file: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('node_modules/.bin/node', ['agent/main.ts', 'check-config', '--config', file], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', DOCKER_HOST: engine.host },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const checkConfig = (file: string) => runCli(engine, ['check-config', '--config', file]);
 
 test('an otlp_http exporter with a bad URL, or a pipeline naming an unknown exporter, is refused with the key path', async () => {
   const badUrl = join(dir, 'bad-url.yaml');
