@@ -7,7 +7,7 @@ import { createLokiEncoder } from '../../../agent/exporters/loki/encode.ts';
 import { createLabelPolicy } from '../../../agent/exporters/loki/labels.ts';
 import type { LogRecord } from '../../../agent/pipeline/types.ts';
 import { decodePushRequest } from '../../helpers/loki-receiver.ts';
-import { APP_ATTRIBUTES, APP_ID, containerEntry, logRecord } from './loki-fixtures.ts';
+import { APP_ATTRIBUTES, APP_STREAM_METADATA, containerEntry, logRecord } from './loki-fixtures.ts';
 
 const config = lokiExporterConfigSchema.parse({ endpoint: 'http://127.0.0.1:3100' });
 const encoder = (encoding: 'protobuf' | 'json', gzip = false, maxLineSize = 256 * 1024) => {
@@ -43,19 +43,6 @@ function sampleRecords(): LogRecord[] {
   ];
 }
 
-const appMeta = [
-  ['container_id', APP_ID],
-  ['container_image_name', 'labelcast-test/app'],
-  ['container_image_tags', '["2.3.1"]'],
-  ['container_image_id', 'sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'],
-  ['container_runtime_name', 'docker'],
-  ['service_version', '2.3.1'],
-  ['vcs_ref_head_revision', '3f2a9c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39'],
-  ['vcs_repository_url_full', 'https://github.com/acme/api'],
-  ['container_label_io_labelcast_team', 'payments'],
-  ['container_label_com_example_db_password', '[REDACTED]'],
-];
-
 function assertSample(streams: ReturnType<typeof decodePushRequest>): void {
   assert.equal(streams.length, 2, 'one stream per container');
   const [a, w] = streams;
@@ -74,9 +61,9 @@ function assertSample(streams: ReturnType<typeof decodePushRequest>): void {
       [1_000_000_000n, ''],
     ],
   );
-  assert.deepEqual(a?.entries[0]?.meta, [...appMeta, ['log_iostream', 'stdout']]);
+  assert.deepEqual(a?.entries[0]?.meta, [...APP_STREAM_METADATA, ['log_iostream', 'stdout']]);
   assert.deepEqual(a?.entries[1]?.meta, [
-    ...appMeta,
+    ...APP_STREAM_METADATA,
     ['log_iostream', 'stderr'],
     ['severity_text', 'error'],
     ['log_file_path', '/var/lib/docker/containers/x/x-json.log'],

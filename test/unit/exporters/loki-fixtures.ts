@@ -1,5 +1,6 @@
 import type { Attributes, ContainerEntry } from '../../../agent/metadata/types.ts';
 import type { LogRecord, LogStream } from '../../../agent/pipeline/types.ts';
+import { entry } from '../pipeline/fixtures.ts';
 
 export const APP_ID = '4f1c2b3a'.repeat(8);
 
@@ -21,28 +22,27 @@ export const APP_ATTRIBUTES: Attributes = {
   'container.label.com.example.db-password': '[REDACTED]',
 };
 
+/** The structured metadata (non-stream attributes, Loki-named) the default label policy gives APP_ATTRIBUTES. */
+export const APP_STREAM_METADATA: [string, string][] = [
+  ['container_id', APP_ID],
+  ['container_image_name', 'labelcast-test/app'],
+  ['container_image_tags', '["2.3.1"]'],
+  ['container_image_id', 'sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'],
+  ['container_runtime_name', 'docker'],
+  ['service_version', '2.3.1'],
+  ['vcs_ref_head_revision', '3f2a9c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39'],
+  ['vcs_repository_url_full', 'https://github.com/acme/api'],
+  ['container_label_io_labelcast_team', 'payments'],
+  ['container_label_com_example_db_password', '[REDACTED]'],
+];
+
 export function containerEntry(attributes: Attributes = APP_ATTRIBUTES, id = APP_ID): ContainerEntry {
-  return {
-    id,
-    shortId: id.slice(0, 12),
+  return entry(id, {
     name: String(attributes['container.name'] ?? ''),
-    hostname: id.slice(0, 12),
-    imageRef: 'labelcast-test/app:2.3.1',
     imageId: 'sha256:9f86',
-    image: undefined,
-    labels: {},
-    labelOrigins: {},
-    ips: [],
-    running: true,
-    pid: 1,
-    tty: false,
-    logPath: '',
-    logDriver: 'json-file',
     startedAt: '2026-12-04T15:00:00Z',
     attributes,
-    settings: { ignore: false, multilineStart: undefined },
-    removedAt: undefined,
-  };
+  });
 }
 
 export function logRecord(

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { lokiExporterConfigSchema } from '../../../agent/exporters/loki/config.ts';
 import { createLabelPolicy, sanitizeLabelName } from '../../../agent/exporters/loki/labels.ts';
-import { APP_ATTRIBUTES, APP_ID, containerEntry } from './loki-fixtures.ts';
+import { APP_ATTRIBUTES, APP_STREAM_METADATA, containerEntry } from './loki-fixtures.ts';
 
 const policyConfig = (extra: Record<string, unknown> = {}) =>
   lokiExporterConfigSchema.parse({ endpoint: 'http://127.0.0.1:3100', ...extra });
@@ -30,18 +30,7 @@ test('the default policy makes service, container name, contact and team stream 
     stream.key,
     '{container_name="api-1", service_name="api", support_contact="oncall-api@example.com", team="payments"}',
   );
-  assert.deepEqual(stream.metadata, [
-    ['container_id', APP_ID],
-    ['container_image_name', 'labelcast-test/app'],
-    ['container_image_tags', '["2.3.1"]'],
-    ['container_image_id', 'sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'],
-    ['container_runtime_name', 'docker'],
-    ['service_version', '2.3.1'],
-    ['vcs_ref_head_revision', '3f2a9c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39'],
-    ['vcs_repository_url_full', 'https://github.com/acme/api'],
-    ['container_label_io_labelcast_team', 'payments'],
-    ['container_label_com_example_db_password', '[REDACTED]'],
-  ]);
+  assert.deepEqual(stream.metadata, APP_STREAM_METADATA);
   assert.equal(
     stream.jsonPrefix,
     '{"stream":{"container_name":"api-1","service_name":"api","support_contact":"oncall-api@example.com","team":"payments"},"values":[',
