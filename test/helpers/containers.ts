@@ -3,6 +3,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Engine, TEST_IMAGES } from './dockerd.ts';
 
+/** Starts a detached container without a network: `args` are further flags, the image and its command. */
+export function runDetached(engine: Engine, ...args: string[]): Promise<string> {
+  return engine.docker('run', '-d', '--network', 'none', ...args);
+}
+
 /** Runs the labelled app image: it runs `script`, then stays up for `upSeconds`, like a service would. */
 export function runApp(engine: Engine, name: string, script: string, upSeconds: number): Promise<string> {
   return engine.docker(

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import Docker from 'dockerode';
-import { mappingConfigSchema, metadataConfigSchema } from '../../agent/metadata/config.ts';
-import { createMetadata, type Metadata } from '../../agent/metadata/index.ts';
-import { createMapper } from '../../agent/metadata/mapping.ts';
-import { silentLogger } from '../../agent/telemetry/logger.ts';
+import type { Metadata } from '../../agent/metadata/index.ts';
 import { createMetricsRegistry, type Registry } from '../../agent/telemetry/metrics.ts';
+import { runDetached } from '../helpers/containers.ts';
 import { type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
+import { startMetadata } from '../helpers/metadata.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let engine: Engine;
 
@@ -19,29 +19,11 @@ after(async () => {
   await engine?.close();
 });
 
-async function waitFor<T>(what: string, probe: () => T | undefined | false, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 async function started(
   config: Record<string, unknown> = {},
 ): Promise<{ metadata: Metadata; metrics: Registry; shutdown: () => Promise<void> }> {
   const metrics = createMetricsRegistry();
-  const metadata = createMetadata({
-    docker: new Docker({ socketPath: engine.socketPath }),
-    mapper: createMapper(mappingConfigSchema.parse({})),
-    config: metadataConfigSchema.parse(config),
-    logger: silentLogger(),
-    metrics,
-  });
-  await metadata.watcher.start();
-  await metadata.ready;
+  const metadata = await startMetadata(new Docker({ socketPath: engine.socketPath }), config, metrics);
   return { metadata, metrics, shutdown: () => metadata.watcher.shutdown() };
 }
 
@@ -51,7 +33,7 @@ async function metricValue(metrics: Registry, name: string, labels: Record<strin
   return value?.value ?? 0;
 }
 
-const run = (...args: string[]) => engine.docker('run', '-d', '--network', 'none', ...args);
+const run = (...args: string[]) => runDetached(engine, ...args);
 
 test('twenty containers of one image cost one image inspect and one container inspect each', async (t) => {
   // A fresh image, so no container listed at startup has warmed the image cache.
