@@ -5,14 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import Docker from 'dockerode';
-import { mappingConfigSchema, metadataConfigSchema } from '../../agent/metadata/config.ts';
-import { createMetadata, type Metadata } from '../../agent/metadata/index.ts';
-import { createMapper } from '../../agent/metadata/mapping.ts';
 import type { ContainerChange } from '../../agent/metadata/types.ts';
-import { silentLogger } from '../../agent/telemetry/logger.ts';
-import { createMetricsRegistry } from '../../agent/telemetry/metrics.ts';
+import { runDetached } from '../helpers/containers.ts';
 import { type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { lifecycleSuite } from '../helpers/lifecycle.ts';
+import { createTestMetadata } from '../helpers/metadata.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let engine: Engine;
 
@@ -23,26 +21,6 @@ before(async () => {
 after(async () => {
   await engine?.close();
 });
-
-async function waitFor<T>(what: string, probe: () => T | undefined | false, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-function metadataFor(socketPath: string, config: Record<string, unknown> = {}): Metadata {
-  return createMetadata({
-    docker: new Docker({ socketPath }),
-    mapper: createMapper(mappingConfigSchema.parse({})),
-    config: metadataConfigSchema.parse(config),
-    logger: silentLogger(),
-    metrics: createMetricsRegistry(),
-  });
-}
 
 /**
  * A unix-socket proxy in front of the engine, so a test can cut the agent's connections (as a network
@@ -94,10 +72,10 @@ async function startProxy(target: string): Promise<{
   };
 }
 
-const run = (...args: string[]) => engine.docker('run', '-d', '--network', 'none', ...args);
+const run = (...args: string[]) => runDetached(engine, ...args);
 
 test('start, rename, die and destroy are reflected in the store, with a new entry for each change', async (t) => {
-  const metadata = metadataFor(engine.socketPath);
+  const metadata = createTestMetadata(new Docker({ socketPath: engine.socketPath }));
   t.after(() => metadata.watcher.shutdown());
   const changes: ContainerChange[] = [];
   metadata.store.subscribe((c) => changes.push(c));
@@ -154,7 +132,7 @@ test('start, rename, die and destroy are reflected in the store, with a new entr
 
 test('after its event connection is killed, the agent reconnects and a container started and one removed meanwhile are right', async (t) => {
   const proxy = await startProxy(engine.socketPath);
-  const metadata = metadataFor(proxy.path);
+  const metadata = createTestMetadata(new Docker({ socketPath: proxy.path }));
   t.after(async () => {
     await metadata.watcher.shutdown();
     await proxy.close();
@@ -193,7 +171,7 @@ test('after its event connection is killed, the agent reconnects and a container
 
 test('after the engine is stopped and restarted, a container started and one removed while the agent was cut off are right', async (t) => {
   const proxy = await startProxy(engine.socketPath);
-  const metadata = metadataFor(proxy.path);
+  const metadata = createTestMetadata(new Docker({ socketPath: proxy.path }));
   t.after(async () => {
     await metadata.watcher.shutdown();
     await proxy.close();
@@ -242,7 +220,7 @@ test('after the engine is stopped and restarted, a container started and one rem
 });
 
 lifecycleSuite('metadata watcher', async () => {
-  const metadata = metadataFor(engine.socketPath);
+  const metadata = createTestMetadata(new Docker({ socketPath: engine.socketPath }));
   const ids: string[] = [];
   return {
     component: metadata.watcher,
