@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type Docker from 'dockerode';
-import { createDockerClient, resolveDockerTarget } from '../../agent/docker/client.ts';
 import { mappingConfigSchema } from '../../agent/metadata/config.ts';
 import { createMapper } from '../../agent/metadata/mapping.ts';
 import {
@@ -10,14 +9,16 @@ import {
   imageLabelOrigins,
 } from '../../agent/metadata/provenance.ts';
 import type { ImageEntry } from '../../agent/metadata/types.ts';
+import { runDetached } from '../helpers/containers.ts';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
+import { engineClient } from '../helpers/metadata.ts';
 
 let engine: Engine;
 let docker: Docker;
 
 before(async () => {
   engine = await startEngine();
-  docker = createDockerClient(resolveDockerTarget({ host: engine.host }, {}));
+  docker = engineClient(engine);
 });
 
 after(async () => {
@@ -41,11 +42,8 @@ async function loadImage(ref: string): Promise<ImageEntry> {
 
 describe('label provenance against a real engine', () => {
   test('a container of an image built FROM a labelled base shows container, image and base-image origins', async () => {
-    await engine.docker(
-      'run',
-      '-d',
-      '--network',
-      'none',
+    await runDetached(
+      engine,
       '--name',
       'prov-app',
       '--label',
@@ -96,7 +94,7 @@ describe('label provenance against a real engine', () => {
     assert.equal(image.labelOrigins['org.opencontainers.image.title'], 'image');
     assert.equal(image.labelOrigins['org.opencontainers.image.source'], 'base-image');
 
-    await engine.docker('run', '-d', '--network', 'none', '--name', 'prov-untagged', id);
+    await runDetached(engine, '--name', 'prov-untagged', id);
     const c = await docker.getContainer('prov-untagged').inspect();
     const attrs = createMapper(mappingConfigSchema.parse(undefined)).attributes({
       id: c.Id,
