@@ -1,48 +1,20 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { type CliRun, runCli } from '../helpers/cli.ts';
+import { runDetached } from '../helpers/containers.ts';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 
-const NODE = 'node_modules/.bin/node';
-const MAIN = 'agent/main.ts';
 const SECRET = 'hunter2';
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 let engine: Engine;
 let dir: string;
 
 /** Runs the labelcast CLI as a child process with a clean environment (no inherited LABELCAST_*). */
-function cli(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(NODE, [MAIN, ...args], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: process.env.HOME ?? '/root',
-        DOCKER_HOST: engine.host,
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: readonly string[], env: Record<string, string> = {}): Promise<CliRun> =>
+  runCli(engine, args, env);
 
 async function cliJson<T>(args: readonly string[], env: Record<string, string> = {}): Promise<T> {
   const run = await cli([...args, '--json'], env);
@@ -59,7 +31,7 @@ function rows(table: string): string[][] {
 }
 
 /** An expected failure: non-zero exit, one line on stderr, no stack trace. */
-function assertOneLineError(run: Run, pattern: RegExp): void {
+function assertOneLineError(run: CliRun, pattern: RegExp): void {
   assert.notEqual(run.code, 0);
   assert.equal(run.stdout, '');
   const lines = run.stderr.trimEnd().split('\n');
@@ -91,17 +63,7 @@ interface ImageJson {
 before(async () => {
   engine = await startEngine();
   dir = await mkdtemp(join(tmpdir(), 'lc-cli-'));
-  await engine.docker(
-    'run',
-    '-d',
-    '--network',
-    'none',
-    '--name',
-    'checkout',
-    '--label',
-    'io.labelcast.team=checkout',
-    TEST_IMAGES.app,
-  );
+  await runDetached(engine, '--name', 'checkout', '--label', 'io.labelcast.team=checkout', TEST_IMAGES.app);
 });
 
 after(async () => {
@@ -168,7 +130,7 @@ describe('labelcast inspect', () => {
   test('an image made with docker commit keeps its parent labels, as inherited', async () => {
     await engine.docker('create', '--network', 'none', '--name', 'commit-src', TEST_IMAGES.app);
     const imageId = await engine.docker('commit', 'commit-src');
-    await engine.docker('run', '-d', '--network', 'none', '--name', 'from-commit', imageId);
+    await runDetached(engine, '--name', 'from-commit', imageId);
     const report = await cliJson<InspectJson>(['inspect', 'from-commit']);
     assert.equal(report.attributes['vcs.ref.head.revision'], APP_REVISION);
     assert.equal(report.attributes['vcs.repository.url.full'], 'https://github.com/acme/api');
