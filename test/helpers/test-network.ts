@@ -1,4 +1,5 @@
 import { networkInterfaces } from 'node:os';
+import type { Engine } from './dockerd.ts';
 
 /**
  * A /24 in the benchmarking range 198.18.0.0/15 (RFC 2544) that no interface here uses yet, for a
@@ -18,4 +19,24 @@ export function freeTestSubnet(): { subnet: string; gateway: string } {
     if (!used.has(x)) return { subnet: `198.18.${x}.0/24`, gateway: `198.18.${x}.1` };
   }
   throw new Error('Cannot find a free 198.18.x.0/24 test subnet: remove leftover br-* test bridges');
+}
+
+/** Creates the bridge network `name` on the private engine in a free test subnet (see freeTestSubnet). */
+export async function createTestNetwork(
+  engine: Engine,
+  name: string,
+): Promise<{ subnet: string; gateway: string }> {
+  const net = freeTestSubnet();
+  await engine.docker(
+    'network',
+    'create',
+    '--driver',
+    'bridge',
+    '--subnet',
+    net.subnet,
+    '--gateway',
+    net.gateway,
+    name,
+  );
+  return net;
 }

@@ -9,7 +9,8 @@ import { after, before, test } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { startOtlpReceiver } from '../helpers/otlp-receiver.ts';
-import { freeTestSubnet } from '../helpers/test-network.ts';
+import { createTestNetwork } from '../helpers/test-network.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 /**
  * Sidecar mode on the real engine: the agent process runs in the application container's network
@@ -59,34 +60,9 @@ async function relayTo(host: string, target: string): Promise<{ url: string; clo
   };
 }
 
-async function waitFor<T>(
-  what: string,
-  probe: () => T | undefined | Promise<T | undefined>,
-  ms = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 test('an agent sharing the app container network namespace enriches what the app sends to localhost with the app container', async (t) => {
-  const { subnet, gateway } = freeTestSubnet();
   // The bridge only lets the agent reach the upstream receiver on the host; the app talks to localhost.
-  await engine.docker(
-    'network',
-    'create',
-    '--driver',
-    'bridge',
-    '--subnet',
-    subnet,
-    '--gateway',
-    gateway,
-    'lcnet',
-  );
+  const { gateway } = await createTestNetwork(engine, 'lcnet');
   const upstream = await startOtlpReceiver();
   const relay = await relayTo(gateway, upstream.url);
   const app = await engine.docker(
