@@ -21,14 +21,11 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import type Docker from 'dockerode';
 import { Registry } from 'prom-client';
-import { createDockerClient, resolveDockerTarget } from '../../agent/docker/client.ts';
 import { lokiExporterConfigSchema } from '../../agent/exporters/loki/config.ts';
 import { createLokiExporter } from '../../agent/exporters/loki/index.ts';
 import { otlpHttpExporterConfigSchema } from '../../agent/exporters/otlp-http/config.ts';
 import { createOtlpHttpExporter, type OtlpHttpExporter } from '../../agent/exporters/otlp-http/index.ts';
-import { mappingConfigSchema, metadataConfigSchema } from '../../agent/metadata/config.ts';
-import { createMetadata, type Metadata } from '../../agent/metadata/index.ts';
-import { createMapper } from '../../agent/metadata/mapping.ts';
+import type { Metadata } from '../../agent/metadata/index.ts';
 import type { ContainerEntry } from '../../agent/metadata/types.ts';
 import { otlpHttpReceiverConfigSchema } from '../../agent/receivers/otlp-http/config.ts';
 import { createOtlpHttpReceiver, type OtlpHttpReceiver } from '../../agent/receivers/otlp-http/index.ts';
@@ -36,8 +33,10 @@ import { silentLogger } from '../../agent/telemetry/logger.ts';
 import { startSelfTelemetry } from '../../agent/telemetry/tracing.ts';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { startLokiReceiver } from '../helpers/loki-receiver.ts';
+import { engineClient, startMetadata } from '../helpers/metadata.ts';
 import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
-import { freeTestSubnet } from '../helpers/test-network.ts';
+import { createTestNetwork } from '../helpers/test-network.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let engine: Engine;
 let docker: Docker;
@@ -47,16 +46,8 @@ let dir: string;
 before(async () => {
   engine = await startEngine();
   dir = await mkdtemp(join(tmpdir(), 'lc-otlp-recv-'));
-  docker = createDockerClient(resolveDockerTarget({ host: engine.host }));
-  metadata = createMetadata({
-    docker,
-    mapper: createMapper(mappingConfigSchema.parse({})),
-    config: metadataConfigSchema.parse({}),
-    logger: silentLogger(),
-    metrics: new Registry(),
-  });
-  await metadata.watcher.start();
-  await metadata.ready;
+  docker = engineClient(engine);
+  metadata = await startMetadata(docker);
 });
 
 after(async () => {
@@ -64,20 +55,6 @@ after(async () => {
   await engine?.close();
   await rm(dir, { recursive: true, force: true });
 });
-
-async function waitFor<T>(
-  what: string,
-  probe: () => T | undefined | Promise<T | undefined>,
-  ms = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** A running labelled container the store knows (with its IPs when on a network). */
 async function runContainer(...args: string[]): Promise<ContainerEntry> {
@@ -457,18 +434,7 @@ describe('OTLP from real OpenTelemetry SDK clients', () => {
 
 describe('peer-IP association on a user-defined bridge network', () => {
   test('spans a container posts with busybox wget are attributed to it by its source address', async (t) => {
-    const { subnet, gateway } = freeTestSubnet();
-    await engine.docker(
-      'network',
-      'create',
-      '--driver',
-      'bridge',
-      '--subnet',
-      subnet,
-      '--gateway',
-      gateway,
-      'lcnet',
-    );
+    const { gateway } = await createTestNetwork(engine, 'lcnet');
     const upstream = await startOtlpReceiver();
     const agent = await startAgent(upstream, { listen: `${gateway}:0` }, { compression: 'none' });
     let senderId: string | undefined;
