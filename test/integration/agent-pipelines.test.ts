@@ -15,9 +15,11 @@ import { loadConfig } from '../../agent/config/load.ts';
 import type { FluentForwardReceiver } from '../../agent/receivers/fluent-forward/index.ts';
 import type { OtlpHttpReceiver } from '../../agent/receivers/otlp-http/index.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
+import { runDetached } from '../helpers/containers.ts';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { type LokiReceiver, startLokiReceiver } from '../helpers/loki-receiver.ts';
 import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let engine: Engine;
 let root: string;
@@ -85,22 +87,9 @@ after(async () => {
   if (root) await rm(root, { recursive: true, force: true });
 });
 
-async function waitFor<T>(what: string, check: () => T | undefined | false, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 test('one container line reaches every exporter of the logs pipeline, enriched', async () => {
-  const id = await engine.docker(
-    'run',
-    '-d',
-    '--network',
-    'none',
+  const id = await runDetached(
+    engine,
     '--name',
     'fanout',
     TEST_IMAGES.app,
@@ -131,7 +120,7 @@ test('one container line reaches every exporter of the logs pipeline, enriched',
 });
 
 test('a span sent to the otlp_http receiver with a container.id leaves with that container’s attributes', async () => {
-  const id = await engine.docker('run', '-d', '--network', 'none', TEST_IMAGES.app, 'sleep', '60');
+  const id = await runDetached(engine, TEST_IMAGES.app, 'sleep', '60');
   const receiver = agent.receivers.find((r) => r.name === 'otlp_http') as OtlpHttpReceiver;
   const body = {
     resourceSpans: [
@@ -185,11 +174,8 @@ test('a span sent to the otlp_http receiver with a container.id leaves with that
 
 test('the first line a fluentd-driver container sends, possibly before its start event, is enriched', async () => {
   const receiver = agent.receivers.find((r) => r.name === 'fluent_forward') as FluentForwardReceiver;
-  const id = await engine.docker(
-    'run',
-    '-d',
-    '--network',
-    'none',
+  const id = await runDetached(
+    engine,
     '--log-driver',
     'fluentd',
     '--log-opt',
