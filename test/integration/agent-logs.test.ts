@@ -14,9 +14,11 @@ import { Registry } from 'prom-client';
 import { createAgent } from '../../agent/agent.ts';
 import { loadConfig } from '../../agent/config/load.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
+import { runDetached } from '../helpers/containers.ts';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { lifecycleSuite } from '../helpers/lifecycle.ts';
 import { startOtlpReceiver } from '../helpers/otlp-receiver.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const NODE = join(process.cwd(), 'node_modules/.bin/node');
 const MAIN = join(process.cwd(), 'agent/main.ts');
@@ -77,23 +79,10 @@ pipelines:
   return file;
 }
 
-async function waitFor<T>(
-  what: string,
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  ms = 20_000,
-  agent?: AgentProcess,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) {
-      const log = agent ? `\nagent stderr:\n${agent.stderr().slice(-4000)}` : '';
-      throw new Error(`Timed out waiting for ${what}${log}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** What a timed-out wait shows: the end of the agent's stderr. */
+const stderrOf = (agent: AgentProcess) => () =>
+  `agent stderr:
+${agent.stderr().slice(-4000)}`;
 
 async function startAgent(
   stateDir: string,
@@ -167,7 +156,7 @@ const NO_CONFIG_ENV = { LABELCAST_RECEIVERS__OTLP_HTTP__LISTEN: '127.0.0.1:0' };
 const key = (l: OutLine): string => `${l.timeUnixNano} ${l.body}`;
 
 async function run(...args: string[]): Promise<string> {
-  return engine.docker('run', '-d', '--network', 'none', ...args);
+  return runDetached(engine, ...args);
 }
 
 test('the very first line of a container that starts while the agent runs is enriched', async (t) => {
@@ -182,7 +171,7 @@ test('the very first line of a container that starts while the agent runs is enr
     '-c',
     'echo first-line-marker; echo second',
   );
-  const first = await waitFor('the first line', () => agent.of(id)[0], undefined, agent);
+  const first = await waitFor('the first line', () => agent.of(id)[0], undefined, stderrOf(agent));
   assert.equal(first.body, 'first-line-marker');
   assert.equal(first.attributes['log.iostream'], 'stdout');
   assert.equal(first.resource['container.id'], id);
@@ -192,7 +181,7 @@ test('the very first line of a container that starts while the agent runs is enr
   assert.equal(first.resource['support.contact'], 'oncall-api@example.com');
   assert.equal(first.resource['service.version'], '2.3.1');
   assert.match(first.timeUnixNano, /^\d{19}$/);
-  await waitFor('the second line', () => agent.of(id).length === 2, undefined, agent);
+  await waitFor('the second line', () => agent.of(id).length === 2, undefined, stderrOf(agent));
   assert.equal(await agent.stop(), 0);
 });
 
@@ -209,7 +198,7 @@ test('a container labelled io.labelcast.ignore=true is not collected', async (t)
   );
   await engine.docker('wait', ignored);
   const control = await run(TEST_IMAGES.app, 'sh', '-c', 'echo control-marker; sleep 1');
-  await waitFor('the control container', () => agent.of(control).length === 1, undefined, agent);
+  await waitFor('the control container', () => agent.of(control).length === 1, undefined, stderrOf(agent));
   assert.deepEqual(agent.of(ignored), []);
   assert.equal(
     agent.lines.some((l) => l.body === 'ignored-marker'),
@@ -240,7 +229,7 @@ test('io.labelcast.multiline.start joins a stack trace into one record', async (
     script,
   );
   // The last record is held until the flush timeout (1 s) since nothing follows it.
-  await waitFor('three records', () => agent.of(id).length === 3, undefined, agent);
+  await waitFor('three records', () => agent.of(id).length === 3, undefined, stderrOf(agent));
   assert.deepEqual(
     agent.of(id).map((l) => l.body),
     [
@@ -278,7 +267,7 @@ test('after SIGKILL mid-stream the restarted agent loses no line and repeats at 
   const first = await startAgent(stateDir);
   t.after(() => first.kill());
   const id = await run(TEST_IMAGES.base, 'sh', '-c', STREAM);
-  await waitFor('the stream to be under way', () => first.of(id).length >= 1500, undefined, first);
+  await waitFor('the stream to be under way', () => first.of(id).length >= 1500, undefined, stderrOf(first));
   await first.kill();
   const cut = first.of(id);
   assert.ok(cut.length < 6000, 'the agent was killed mid-stream');
@@ -288,7 +277,7 @@ test('after SIGKILL mid-stream the restarted agent loses no line and repeats at 
     'the rest of the stream',
     () => second.of(id).some((l) => l.body === 'line-6000'),
     30_000,
-    second,
+    stderrOf(second),
   );
   assert.equal(await second.stop(), 0);
   const duplicates = assertNoLoss(await engineLog(id), cut, second.of(id));
@@ -302,7 +291,7 @@ test('after SIGTERM mid-stream the agent exits 0 and a restart resumes with no l
   const first = await startAgent(stateDir);
   t.after(() => first.kill());
   const id = await run(TEST_IMAGES.base, 'sh', '-c', STREAM);
-  await waitFor('the stream to be under way', () => first.of(id).length >= 1500, undefined, first);
+  await waitFor('the stream to be under way', () => first.of(id).length >= 1500, undefined, stderrOf(first));
   assert.equal(await first.stop(), 0);
   const cut = first.of(id);
   assert.ok(cut.length < 6000, 'the agent was stopped mid-stream');
@@ -312,7 +301,7 @@ test('after SIGTERM mid-stream the agent exits 0 and a restart resumes with no l
     'the rest of the stream',
     () => second.of(id).some((l) => l.body === 'line-6000'),
     30_000,
-    second,
+    stderrOf(second),
   );
   assert.equal(await second.stop(), 0);
   // Shutdown flushed the checkpoint of everything it printed: the second run starts right after it.
@@ -326,14 +315,14 @@ test('a dockerd restart mid-stream loses no line and repeats none', async (t) =>
   // Each start of the container is one numbered run; --stop-timeout 1 cuts the first run short.
   const script = `echo >> /runs; r=$(wc -l < /runs); ${STREAM.replace('s/^/line-/', 's/^/run-$r-line-/')}`;
   const id = await run('--restart', 'always', '--stop-timeout', '1', TEST_IMAGES.base, 'sh', '-c', script);
-  await waitFor('the stream to be under way', () => agent.of(id).length >= 1500, undefined, agent);
+  await waitFor('the stream to be under way', () => agent.of(id).length >= 1500, undefined, stderrOf(agent));
   await engine.restart();
   // The container comes back (restart policy) and streams again into the same log file.
   await waitFor(
     'the second run to finish',
     () => agent.of(id).at(-1)?.body === 'run-2-line-6000',
     60_000,
-    agent,
+    stderrOf(agent),
   );
   assert.equal(await agent.stop(), 0);
   const truth = await engineLog(id);
@@ -357,7 +346,7 @@ test('labelcast run without a config file collects the local engine’s json-fil
   t.after(() => agent.kill());
   assert.match(agent.stderr(), /"receiver":"json_file"/);
   const id = await run(TEST_IMAGES.legacy, 'sh', '-c', 'echo default-pipeline; sleep 1');
-  const line = await waitFor('the line', () => agent.of(id)[0], undefined, agent);
+  const line = await waitFor('the line', () => agent.of(id)[0], undefined, stderrOf(agent));
   assert.equal(line.body, 'default-pipeline');
   assert.equal(line.resource['vcs.ref.head.revision'], '0badc0de');
   const upstream = await waitFor('the line upstream', () =>
@@ -381,7 +370,7 @@ test('without a config file and with unreadable engine files, run uses the Docke
   t.after(() => agent.kill());
   assert.match(agent.stderr(), /"receiver":"docker_logs"/);
   const id = await run(TEST_IMAGES.app, 'sh', '-c', 'echo through-the-api; sleep 2');
-  const line = await waitFor('the line', () => agent.of(id)[0], undefined, agent);
+  const line = await waitFor('the line', () => agent.of(id)[0], undefined, stderrOf(agent));
   assert.equal(line.body, 'through-the-api');
   assert.equal(line.resource['support.contact'], 'oncall-api@example.com');
   assert.equal(await agent.stop(), 0);
