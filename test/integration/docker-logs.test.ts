@@ -16,6 +16,7 @@ import { jsonFileConfigSchema } from '../../agent/receivers/json-file/config.ts'
 import { createJsonFileReceiver } from '../../agent/receivers/json-file/index.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
 import { Collector } from '../helpers/collector.ts';
+import { runDetached } from '../helpers/containers.ts';
 import { type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { lifecycleSuite } from '../helpers/lifecycle.ts';
 import { engineClient, startMetadata } from '../helpers/metadata.ts';
@@ -170,11 +171,8 @@ test('docker_logs resumes from its checkpoint: no line lost and none repeated ac
   const dir = await tempDir(t, 'lc-dl-state-');
   let checkpoints = await openCheckpointStore(dir, silentLogger());
   const first = await startReceiver(checkpoints, { start_at: 'end' });
-  const id = await engine.docker(
-    'run',
-    '-d',
-    '--network',
-    'none',
+  const id = await runDetached(
+    engine,
     TEST_IMAGES.base,
     'sh',
     '-c',
@@ -202,11 +200,8 @@ test('docker_logs follows a container through its restart and skips ignored cont
   const checkpoints = await openCheckpointStore(await tempDir(t, 'lc-dl-state-'), silentLogger());
   const { receiver, collector } = await startReceiver(checkpoints, { start_at: 'end' });
   t.after(() => receiver.shutdown());
-  const ignored = await engine.docker(
-    'run',
-    '-d',
-    '--network',
-    'none',
+  const ignored = await runDetached(
+    engine,
     '--label',
     'io.labelcast.ignore=true',
     TEST_IMAGES.base,
@@ -214,16 +209,7 @@ test('docker_logs follows a container through its restart and skips ignored cont
     '-c',
     'echo secret; sleep 30',
   );
-  const id = await engine.docker(
-    'run',
-    '-d',
-    '--network',
-    'none',
-    TEST_IMAGES.base,
-    'sh',
-    '-c',
-    'echo "run $$-$RANDOM"',
-  );
+  const id = await runDetached(engine, TEST_IMAGES.base, 'sh', '-c', 'echo "run $$-$RANDOM"');
   t.after(() => engine.docker('rm', '-f', id, ignored).then(() => undefined));
   await until('the first run', () => collector.of(id).length === 1);
   await until('the first run to exit', async () => !(await running(id)));
@@ -238,11 +224,8 @@ test('docker_logs loses nothing when dockerd restarts mid-stream (--restart=alwa
   const checkpoints = await openCheckpointStore(await tempDir(t, 'lc-dl-state-'), silentLogger());
   const { receiver, collector } = await startReceiver(checkpoints, { start_at: 'beginning' });
   t.after(() => receiver.shutdown());
-  const id = await engine.docker(
-    'run',
-    '-d',
-    '--network',
-    'none',
+  const id = await runDetached(
+    engine,
     '--restart=always',
     TEST_IMAGES.base,
     'sh',
@@ -282,7 +265,7 @@ lifecycleSuite('docker_logs receiver', async () => {
   return {
     component: receiver,
     async send() {
-      id = await engine.docker('run', '-d', '--network', 'none', TEST_IMAGES.base, 'sh', '-c', 'seq 1 50');
+      id = await runDetached(engine, TEST_IMAGES.base, 'sh', '-c', 'seq 1 50');
       await until('fifty lines', () => collector.of(id).length === 50);
       return 50;
     },
