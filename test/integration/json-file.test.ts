@@ -17,6 +17,7 @@ import {
 } from '../../agent/receivers/json-file/index.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
 import { Collector } from '../helpers/collector.ts';
+import { runDetached } from '../helpers/containers.ts';
 import { type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { lifecycleSuite } from '../helpers/lifecycle.ts';
 import { engineClient, startMetadata } from '../helpers/metadata.ts';
@@ -98,7 +99,7 @@ lifecycleSuite('json_file receiver', async () => {
   return {
     component: receiver,
     async send() {
-      id = await engine.docker('run', '-d', '--network', 'none', TEST_IMAGES.base, 'seq', '1', '300');
+      id = await runDetached(engine, TEST_IMAGES.base, 'seq', '1', '300');
       await engine.docker('wait', id);
       // The receiver follows the container once the metadata store has seen it start.
       await until('the first line', () => collector.bodies(id).length > 0);
@@ -115,11 +116,8 @@ lifecycleSuite('json_file receiver', async () => {
 test('50,000 numbered lines arrive exactly once and in order across size-based rotations', async (t) => {
   const { receiver, collector } = await startReceiver(await tempDir(t, 'lc-jf-state-'));
   t.after(() => receiver.shutdown());
-  const id = await engine.docker(
-    'run',
-    '-d',
-    '--network',
-    'none',
+  const id = await runDetached(
+    engine,
     '--log-opt',
     'max-size=64k',
     '--log-opt',
@@ -156,11 +154,8 @@ test('50,000 numbered lines arrive exactly once and in order across size-based r
 test('a 100 KiB line, split by the engine into 16 KiB partials, arrives as one record', async (t) => {
   const { receiver, collector } = await startReceiver(await tempDir(t, 'lc-jf-state-'));
   t.after(() => receiver.shutdown());
-  const id = await engine.docker(
-    'run',
-    '-d',
-    '--network',
-    'none',
+  const id = await runDetached(
+    engine,
     TEST_IMAGES.base,
     'sh',
     '-c',
@@ -190,11 +185,8 @@ test('a 100 KiB line, split by the engine into 16 KiB partials, arrives as one r
 test('a container stop/start keeps the checkpoint: old lines are not sent again, also by a new receiver', async (t) => {
   const dir = await tempDir(t, 'lc-jf-state-');
   const first = await startReceiver(dir, { start_at: 'beginning' });
-  const id = await engine.docker(
-    'run',
-    '-d',
-    '--network',
-    'none',
+  const id = await runDetached(
+    engine,
     TEST_IMAGES.base,
     'sh',
     '-c',
@@ -230,11 +222,8 @@ test('a receiver restarted mid-stream loses nothing and re-sends at most its una
   // Ack the first batches, then keep every later batch in flight.
   collector.hold = () => ++acked > 3;
   const first = await startReceiver(dir, {}, collector);
-  const id = await engine.docker(
-    'run',
-    '-d',
-    '--network',
-    'none',
+  const id = await runDetached(
+    engine,
     TEST_IMAGES.base,
     'sh',
     '-c',
@@ -270,11 +259,8 @@ test('a receiver restarted mid-stream loses nothing and re-sends at most its una
 test('a dockerd restart mid-stream neither loses nor duplicates lines of a restarting container', async (t) => {
   const { receiver, collector } = await startReceiver(await tempDir(t, 'lc-jf-state-'));
   t.after(() => receiver.shutdown());
-  const id = await engine.docker(
-    'run',
-    '-d',
-    '--network',
-    'none',
+  const id = await runDetached(
+    engine,
     '--restart',
     'always',
     '--stop-timeout',
@@ -295,16 +281,7 @@ test('a dockerd restart mid-stream neither loses nor duplicates lines of a resta
 test('a removed container’s checkpoint is deleted once its tombstone is gone', async (t) => {
   const { receiver, collector, checkpoints } = await startReceiver(await tempDir(t, 'lc-jf-state-'));
   t.after(() => receiver.shutdown());
-  const id = await engine.docker(
-    'run',
-    '-d',
-    '--network',
-    'none',
-    TEST_IMAGES.base,
-    'sh',
-    '-c',
-    'seq 1 10; sleep 30',
-  );
+  const id = await runDetached(engine, TEST_IMAGES.base, 'sh', '-c', 'seq 1 10; sleep 30');
   await until('ten lines', () => collector.bodies(id).length === 10);
   await until('the checkpoint', () => checkpoints.get(checkpointKey(id)) !== undefined, 5000);
   await engine.docker('rm', '-f', id);
@@ -316,11 +293,8 @@ test('containers labelled io.labelcast.ignore=true and excluded ids are not read
   const { receiver, collector } = await startReceiver(await tempDir(t, 'lc-jf-state-'));
   t.after(() => receiver.shutdown());
   const script = 'i=0; while [ $i -lt 50 ]; do echo $i; i=$((i+1)); usleep 20000; done';
-  const ignored = await engine.docker(
-    'run',
-    '-d',
-    '--network',
-    'none',
+  const ignored = await runDetached(
+    engine,
     '--label',
     'io.labelcast.ignore=true',
     TEST_IMAGES.base,
@@ -328,18 +302,9 @@ test('containers labelled io.labelcast.ignore=true and excluded ids are not read
     '-c',
     script,
   );
-  const excluded = await engine.docker(
-    'run',
-    '-d',
-    '--network',
-    'none',
-    TEST_IMAGES.base,
-    'sh',
-    '-c',
-    `sleep 1; ${script}`,
-  );
+  const excluded = await runDetached(engine, TEST_IMAGES.base, 'sh', '-c', `sleep 1; ${script}`);
   receiver.exclude(excluded);
-  const read = await engine.docker('run', '-d', '--network', 'none', TEST_IMAGES.base, 'sh', '-c', script);
+  const read = await runDetached(engine, TEST_IMAGES.base, 'sh', '-c', script);
   await engine.docker('wait', ignored, excluded, read);
   await until('the read container', () => collector.bodies(read).length === 50);
   assert.equal(collector.bodies(ignored).length, 0);
