@@ -20,6 +20,7 @@ import {
 import { forwardExtensionCodec } from '../../agent/receivers/fluent-forward/protocol.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
 import { Collector } from '../helpers/collector.ts';
+import { runDetached } from '../helpers/containers.ts';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { engineClient, startMetadata } from '../helpers/metadata.ts';
 import { until } from '../helpers/wait.ts';
@@ -94,11 +95,8 @@ for (const ack of [false, true]) {
   const expected = ack ? LINES + 1 : LINES + 2;
   test(`a fluentd-driver container (${ack ? 'with fluentd-request-ack' : 'without acks'}) yields every line, in order, enriched`, async (t) => {
     const { receiver, records, registry } = await startPipeline(t);
-    const id = await engine.docker(
-      'run',
-      '-d',
-      '--network',
-      'none',
+    const id = await runDetached(
+      engine,
       '--log-driver',
       'fluentd',
       '--log-opt',
@@ -139,11 +137,8 @@ for (const ack of [false, true]) {
 test('fluentd-sub-second-precision sends EventTime, decoded to the nanosecond', async (t) => {
   const { receiver, records } = await startPipeline(t);
   const before = BigInt(Date.now()) * 1_000_000n;
-  const id = await engine.docker(
-    'run',
-    '-d',
-    '--network',
-    'none',
+  const id = await runDetached(
+    engine,
     '--log-driver',
     'fluentd',
     '--log-opt',
