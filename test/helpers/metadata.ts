@@ -4,6 +4,8 @@ import { createDockerClient, resolveDockerTarget } from '../../agent/docker/clie
 import { mappingConfigSchema, metadataConfigSchema } from '../../agent/metadata/config.ts';
 import { createMetadata, type Metadata } from '../../agent/metadata/index.ts';
 import { createMapper } from '../../agent/metadata/mapping.ts';
+import type { CheckpointStore } from '../../agent/pipeline/checkpoints.ts';
+import type { Consumer, LogBatch, ReceiverDeps } from '../../agent/pipeline/types.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
 import type { Engine } from './dockerd.ts';
 
@@ -40,4 +42,15 @@ export async function startMetadata(
   await metadata.watcher.start();
   await metadata.ready;
   return metadata;
+}
+
+/** What the agent gives a log receiver, for a test: `metadata`'s store, a silent logger, `metrics` (its own by default). */
+export function receiverDeps(
+  docker: Docker,
+  metadata: Metadata,
+  consumer: Consumer<LogBatch>,
+  checkpoints: CheckpointStore,
+  metrics: Registry = new Registry(),
+): ReceiverDeps {
+  return { docker, store: metadata.store, consumer, checkpoints, logger: silentLogger(), metrics };
 }

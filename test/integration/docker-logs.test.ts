@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type Docker from 'dockerode';
-import { Registry } from 'prom-client';
 import { parseRfc3339Nano } from '../../agent/docker/log-stream.ts';
 import type { Metadata } from '../../agent/metadata/index.ts';
 import { type CheckpointStore, openCheckpointStore } from '../../agent/pipeline/checkpoints.ts';
@@ -19,7 +18,7 @@ import { Collector } from '../helpers/collector.ts';
 import { runDetached } from '../helpers/containers.ts';
 import { type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { lifecycleSuite } from '../helpers/lifecycle.ts';
-import { engineClient, startMetadata } from '../helpers/metadata.ts';
+import { engineClient, receiverDeps, startMetadata } from '../helpers/metadata.ts';
 import { tempDir } from '../helpers/state-dir.ts';
 import { until } from '../helpers/wait.ts';
 
@@ -43,14 +42,10 @@ async function startReceiver(
   config: Record<string, unknown> = { start_at: 'beginning' },
 ): Promise<{ receiver: Receiver; collector: Collector }> {
   const collector = new Collector();
-  const receiver = createDockerLogsReceiver(dockerLogsConfigSchema.parse(config), {
-    docker,
-    store: metadata.store,
-    consumer: collector,
-    checkpoints,
-    logger: silentLogger(),
-    metrics: new Registry(),
-  });
+  const receiver = createDockerLogsReceiver(
+    dockerLogsConfigSchema.parse(config),
+    receiverDeps(docker, metadata, collector, checkpoints),
+  );
   await receiver.start();
   return { receiver, collector };
 }
@@ -112,14 +107,12 @@ for (const tty of [false, true]) {
     const fromFiles = new Collector();
     const jsonFile = createJsonFileReceiver(
       jsonFileConfigSchema.parse({ docker_root: engine.dataRoot, start_at: 'beginning' }),
-      {
+      receiverDeps(
         docker,
-        store: metadata.store,
-        consumer: fromFiles,
-        checkpoints: await openCheckpointStore(await tempDir(t, 'lc-dl-state-'), silentLogger()),
-        logger: silentLogger(),
-        metrics: new Registry(),
-      },
+        metadata,
+        fromFiles,
+        await openCheckpointStore(await tempDir(t, 'lc-dl-state-'), silentLogger()),
+      ),
     );
     await jsonFile.start();
     t.after(() => jsonFile.shutdown());
@@ -253,14 +246,10 @@ lifecycleSuite('docker_logs receiver', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'lc-dl-life-'));
   const checkpoints = await openCheckpointStore(dir, silentLogger());
   const collector = new Collector();
-  const receiver = createDockerLogsReceiver(dockerLogsConfigSchema.parse({ start_at: 'beginning' }), {
-    docker,
-    store: metadata.store,
-    consumer: collector,
-    checkpoints,
-    logger: silentLogger(),
-    metrics: new Registry(),
-  });
+  const receiver = createDockerLogsReceiver(
+    dockerLogsConfigSchema.parse({ start_at: 'beginning' }),
+    receiverDeps(docker, metadata, collector, checkpoints),
+  );
   let id = '';
   return {
     component: receiver,

@@ -22,7 +22,7 @@ import { silentLogger } from '../../agent/telemetry/logger.ts';
 import { Collector } from '../helpers/collector.ts';
 import { runDetached } from '../helpers/containers.ts';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
-import { engineClient, startMetadata } from '../helpers/metadata.ts';
+import { engineClient, receiverDeps, startMetadata } from '../helpers/metadata.ts';
 import { until } from '../helpers/wait.ts';
 
 let engine: Engine;
@@ -62,14 +62,10 @@ async function startPipeline(t: { after(fn: () => Promise<void>): void }): Promi
     metrics: registry,
   });
   await enrich.start();
-  const receiver = createFluentForwardReceiver(fluentForwardConfigSchema.parse({ listen: '127.0.0.1:0' }), {
-    docker,
-    store: metadata.store,
-    consumer: enrich,
-    checkpoints,
-    logger: silentLogger(),
-    metrics: registry,
-  });
+  const receiver = createFluentForwardReceiver(
+    fluentForwardConfigSchema.parse({ listen: '127.0.0.1:0' }),
+    receiverDeps(docker, metadata, enrich, checkpoints, registry),
+  );
   await receiver.start();
   t.after(async () => {
     await receiver.shutdown();
