@@ -12,6 +12,7 @@ import {
 } from '../../../../agent/receivers/otlp-http/index.ts';
 import { silentLogger } from '../../../../agent/telemetry/logger.ts';
 import { SELF_INSTANCE_ID } from '../../../../agent/telemetry/tracing.ts';
+import { post } from '../../../helpers/http.ts';
 import { lifecycleSuite } from '../../../helpers/lifecycle.ts';
 import { decodeToObject, ExportTraceServiceRequest } from '../../../helpers/otlp-proto.ts';
 
@@ -60,34 +61,6 @@ function forwarder(): OtlpForwarder & { got: Forwarded[]; full: boolean } {
       return this.full;
     },
   };
-}
-
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-}
-
-function post(
-  address: string,
-  path: string,
-  body: Buffer | string,
-  headers: Record<string, string> = {},
-  method = 'POST',
-): Promise<Reply> {
-  const [host, port] = address.split(':');
-  return new Promise((resolve, reject) => {
-    const req = request({ host, port: Number(port), path, method, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
-      );
-    });
-    // The server may refuse an oversize body before it has all been sent.
-    req.on('error', (err) => reject(err));
-    req.end(body);
-  });
 }
 
 const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
