@@ -49,6 +49,17 @@ function recordingSender(
   };
 }
 
+/** Answers retryable (the endpoint is down) until `restore()`, then success. */
+function outage(): { respond: () => ExportResult; restore(): void } {
+  let down = true;
+  return {
+    respond: () => (down ? { status: 'retryable', error: new Error('down') } : { status: 'success' }),
+    restore() {
+      down = false;
+    },
+  };
+}
+
 async function metricValue(
   registry: Registry,
   name: string,
@@ -137,20 +148,14 @@ test('drops a permanent failure without retrying, counts it by reason and acks',
 
 test('spills to the spool beyond queue_bytes, acks spooled batches, and replays them in order', async (t) => {
   const h = await harness(t);
-  let down = true;
-  const d = make(
-    h,
-    recordingSender(h, () =>
-      down ? { status: 'retryable', error: new Error('down') } : { status: 'success' },
-    ),
-    {
-      max_batch_bytes: 100,
-      max_delay: '10ms',
-      queue_bytes: 300,
-      concurrency: 1,
-      retry: { initial_interval: '20ms', max_interval: '50ms' },
-    },
-  );
+  const link = outage();
+  const d = make(h, recordingSender(h, link.respond), {
+    max_batch_bytes: 100,
+    max_delay: '10ms',
+    queue_bytes: 300,
+    concurrency: 1,
+    retry: { initial_interval: '20ms', max_interval: '50ms' },
+  });
   await d.start();
   const acked: number[] = [];
   const lines = Array.from({ length: 200 }, (_, i) => `line-${String(i).padStart(5, '0')}`);
@@ -163,7 +168,7 @@ test('spills to the spool beyond queue_bytes, acks spooled batches, and replays 
   assert.ok((await metricValue(h.metrics, 'labelcast_exporter_spooled_records_total')) > 0);
   const queueBytes = await metricValue(h.metrics, 'labelcast_exporter_queue_bytes');
   assert.ok(queueBytes <= 300, `queue ${queueBytes}`);
-  down = false;
+  link.restore();
   while (h.sent.flat().length < lines.length) await new Promise((r) => setTimeout(r, 20));
   await d.shutdown();
   assert.deepEqual(h.sent.flat(), lines);
@@ -262,21 +267,15 @@ test('drop_oldest deletes the oldest segment when the spool is full, and counts 
 
 test('block applies backpressure when memory and spool are full', async (t) => {
   const h = await harness(t);
-  let down = true;
-  const d = make(
-    h,
-    recordingSender(h, () =>
-      down ? { status: 'retryable', error: new Error('down') } : { status: 'success' },
-    ),
-    {
-      max_batch_bytes: 1,
-      max_delay: '10ms',
-      queue_bytes: 1,
-      concurrency: 1,
-      retry: { initial_interval: '20ms', max_interval: '20ms' },
-      spool: { max_bytes: 1000, segment_bytes: 200 },
-    },
-  );
+  const link = outage();
+  const d = make(h, recordingSender(h, link.respond), {
+    max_batch_bytes: 1,
+    max_delay: '10ms',
+    queue_bytes: 1,
+    concurrency: 1,
+    retry: { initial_interval: '20ms', max_interval: '20ms' },
+    spool: { max_bytes: 1000, segment_bytes: 200 },
+  });
   await d.start();
   let blocked = false;
   for (let i = 0; i < 100 && !blocked; i++) {
@@ -288,7 +287,7 @@ test('block applies backpressure when memory and spool are full', async (t) => {
     if (outcome === 'wait') {
       blocked = true;
       const saturated = d.saturated();
-      down = false;
+      link.restore();
       assert.equal(saturated, true);
       await accepted;
     }
@@ -307,19 +306,13 @@ test('shutdown before start and twice is safe', async (t) => {
 
 test('when the sink fails, payloads held in memory move to the spool in order and are acked', async (t) => {
   const h = await harness(t);
-  let down = true;
-  const d = make(
-    h,
-    recordingSender(h, () =>
-      down ? { status: 'retryable', error: new Error('down') } : { status: 'success' },
-    ),
-    {
-      max_batch_bytes: 1,
-      max_delay: '10ms',
-      concurrency: 1,
-      retry: { initial_interval: '50ms', max_interval: '50ms' },
-    },
-  );
+  const link = outage();
+  const d = make(h, recordingSender(h, link.respond), {
+    max_batch_bytes: 1,
+    max_delay: '10ms',
+    concurrency: 1,
+    retry: { initial_interval: '50ms', max_interval: '50ms' },
+  });
   await d.start();
   const acked: string[] = [];
   for (const r of ['a', 'b', 'c', 'd', 'e']) await d.consume({ records: [r], ack: () => acked.push(r) });
@@ -327,7 +320,7 @@ test('when the sink fails, payloads held in memory move to the spool in order an
   while (acked.length < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   assert.deepEqual(acked.sort(), ['a', 'b', 'c', 'd', 'e'], 'durable on disk, so acked during the outage');
   assert.equal((await metricValue(h.metrics, 'labelcast_exporter_queue_bytes')) <= 30, true);
-  down = false;
+  link.restore();
   while (h.sent.flat().length < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   assert.deepEqual(h.sent.flat(), ['a', 'b', 'c', 'd', 'e']);
 });
