@@ -9,6 +9,7 @@ import { jsonFileConfigSchema } from '../../agent/receivers/json-file/config.ts'
 import { createJsonFileReceiver } from '../../agent/receivers/json-file/index.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
 import type { Engine } from './dockerd.ts';
+import { receiverDeps } from './metadata.ts';
 
 /**
  * json_file → enrich → `exporter` on the private engine: the agent's real log path, started exporter
@@ -33,14 +34,13 @@ export async function startLogPath(deps: {
   const jsonFile = createJsonFileReceiver(
     // Containers of earlier tests are skipped (end); ones started from now on are read from their first line.
     jsonFileConfigSchema.parse({ docker_root: engine.dataRoot, start_at: 'end' }),
-    {
+    receiverDeps(
       docker,
-      store: metadata.store,
-      consumer: enrich,
-      checkpoints: await openCheckpointStore(join(stateDir, 'checkpoints'), silentLogger()),
-      logger: silentLogger(),
+      metadata,
+      enrich,
+      await openCheckpointStore(join(stateDir, 'checkpoints'), silentLogger()),
       metrics,
-    },
+    ),
   );
   const components: Component[] = [exporter, enrich, jsonFile];
   for (const c of components) await c.start();

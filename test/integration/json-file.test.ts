@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type Docker from 'dockerode';
-import { Registry } from 'prom-client';
 import type { Metadata } from '../../agent/metadata/index.ts';
 import { type CheckpointStore, openCheckpointStore } from '../../agent/pipeline/checkpoints.ts';
 import type { LogRecord } from '../../agent/pipeline/types.ts';
@@ -20,7 +19,7 @@ import { Collector } from '../helpers/collector.ts';
 import { runDetached } from '../helpers/containers.ts';
 import { type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { lifecycleSuite } from '../helpers/lifecycle.ts';
-import { engineClient, startMetadata } from '../helpers/metadata.ts';
+import { engineClient, receiverDeps, startMetadata } from '../helpers/metadata.ts';
 import { tempDir } from '../helpers/state-dir.ts';
 import { until } from '../helpers/wait.ts';
 
@@ -53,14 +52,7 @@ async function startReceiver(
   const checkpoints = await openCheckpointStore(join(dir, 'checkpoints'), silentLogger());
   const receiver = createJsonFileReceiver(
     jsonFileConfigSchema.parse({ docker_root: engine.dataRoot, ...config }),
-    {
-      docker,
-      store: metadata.store,
-      consumer: collector,
-      checkpoints,
-      logger: silentLogger(),
-      metrics: new Registry(),
-    },
+    receiverDeps(docker, metadata, collector, checkpoints),
   );
   await receiver.start();
   return { receiver, collector, checkpoints };
@@ -87,14 +79,10 @@ lifecycleSuite('json_file receiver', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'lc-jf-life-'));
   const checkpoints = await openCheckpointStore(dir, silentLogger());
   const collector = new Collector();
-  const receiver = createJsonFileReceiver(jsonFileConfigSchema.parse({ docker_root: engine.dataRoot }), {
-    docker,
-    store: metadata.store,
-    consumer: collector,
-    checkpoints,
-    logger: silentLogger(),
-    metrics: new Registry(),
-  });
+  const receiver = createJsonFileReceiver(
+    jsonFileConfigSchema.parse({ docker_root: engine.dataRoot }),
+    receiverDeps(docker, metadata, collector, checkpoints),
+  );
   let id = '';
   return {
     component: receiver,
