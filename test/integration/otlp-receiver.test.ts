@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -32,6 +31,7 @@ import { createOtlpHttpReceiver, type OtlpHttpReceiver } from '../../agent/recei
 import { silentLogger } from '../../agent/telemetry/logger.ts';
 import { startSelfTelemetry } from '../../agent/telemetry/tracing.ts';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
+import { post, type Reply } from '../helpers/http.ts';
 import { startLokiReceiver } from '../helpers/loki-receiver.ts';
 import { engineClient, startMetadata } from '../helpers/metadata.ts';
 import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
@@ -111,35 +111,6 @@ async function startAgent(
       await exporter.shutdown();
     },
   };
-}
-
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-}
-
-function post(
-  address: string,
-  path: string,
-  body: Buffer | string,
-  headers: Record<string, string>,
-): Promise<Reply> {
-  const i = address.lastIndexOf(':');
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: address.slice(0, i), port: Number(address.slice(i + 1)), path, method: 'POST', headers },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
-        );
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
 }
 
 // ---- decoded OTLP, normalised for comparison ----
