@@ -45,3 +45,36 @@ export function engineLines(engine: Engine, id: string): { line: string; stream:
       };
     });
 }
+
+/**
+ * Posts one span as OTLP/JSON from inside container `id` with busybox wget, as an application there
+ * would, and returns the reply body.
+ */
+export function postSpanFrom(
+  engine: Engine,
+  id: string,
+  url: string,
+  span: { serviceName: string; traceId: string; spanId: string; name: string },
+): Promise<string> {
+  const json = JSON.stringify({
+    resourceSpans: [
+      {
+        resource: { attributes: [{ key: 'service.name', value: { stringValue: span.serviceName } }] },
+        scopeSpans: [{ spans: [{ traceId: span.traceId, spanId: span.spanId, name: span.name }] }],
+      },
+    ],
+  });
+  return engine.docker(
+    'exec',
+    id,
+    'wget',
+    '-q',
+    '-O',
+    '-',
+    '--post-data',
+    json,
+    '--header',
+    'Content-Type: application/json',
+    url,
+  );
+}

@@ -30,6 +30,7 @@ import { otlpHttpReceiverConfigSchema } from '../../agent/receivers/otlp-http/co
 import { createOtlpHttpReceiver, type OtlpHttpReceiver } from '../../agent/receivers/otlp-http/index.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
 import { startSelfTelemetry } from '../../agent/telemetry/tracing.ts';
+import { postSpanFrom } from '../helpers/containers.ts';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { post, type Reply } from '../helpers/http.ts';
 import { startLokiReceiver } from '../helpers/loki-receiver.ts';
@@ -427,27 +428,12 @@ describe('peer-IP association on a user-defined bridge network', () => {
       sender.ips.some((ip) => ip.startsWith(gateway.slice(0, -1))),
       `container IPs ${sender.ips.join(', ')}`,
     );
-    const json = JSON.stringify({
-      resourceSpans: [
-        {
-          resource: { attributes: [{ key: 'service.name', value: { stringValue: 'edge-proxy' } }] },
-          scopeSpans: [{ spans: [{ traceId: '1a'.repeat(16), spanId: '1b'.repeat(8), name: 'GET /' }] }],
-        },
-      ],
+    const out = await postSpanFrom(engine, sender.id, `http://${agent.receiver.address()}/v1/traces`, {
+      serviceName: 'edge-proxy',
+      traceId: '1a'.repeat(16),
+      spanId: '1b'.repeat(8),
+      name: 'GET /',
     });
-    const out = await engine.docker(
-      'exec',
-      sender.id,
-      'wget',
-      '-q',
-      '-O',
-      '-',
-      '--post-data',
-      json,
-      '--header',
-      'Content-Type: application/json',
-      `http://${agent.receiver.address()}/v1/traces`,
-    );
     assert.equal(out, '{}');
     await waitFor('the forwarded spans', () => upstream.requests.length > 0 || undefined);
     const [rs] = receivedSpans(upstream);

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { parse, stringify } from 'yaml';
+import { postSpanFrom } from '../helpers/containers.ts';
 import { APP_REVISION, type Engine, startEngine, TEST_IMAGES } from '../helpers/dockerd.ts';
 import { startOtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { createTestNetwork } from '../helpers/test-network.ts';
@@ -114,27 +115,12 @@ test('an agent sharing the app container network namespace enriches what the app
     if (agent.exitCode !== null) throw new Error(`the agent exited: ${stderr}`);
     return stderr.includes('OTLP/HTTP receiver listening') ? true : undefined;
   });
-  const json = JSON.stringify({
-    resourceSpans: [
-      {
-        resource: { attributes: [{ key: 'service.name', value: { stringValue: 'unknown_service:shop' } }] },
-        scopeSpans: [{ spans: [{ traceId: '5a'.repeat(16), spanId: '5b'.repeat(8), name: 'checkout' }] }],
-      },
-    ],
+  const out = await postSpanFrom(engine, app, 'http://127.0.0.1:4318/v1/traces', {
+    serviceName: 'unknown_service:shop',
+    traceId: '5a'.repeat(16),
+    spanId: '5b'.repeat(8),
+    name: 'checkout',
   });
-  const out = await engine.docker(
-    'exec',
-    app,
-    'wget',
-    '-q',
-    '-O',
-    '-',
-    '--post-data',
-    json,
-    '--header',
-    'Content-Type: application/json',
-    'http://127.0.0.1:4318/v1/traces',
-  );
   assert.equal(out, '{}');
   const request = await waitFor('the forwarded spans', () => upstream.requests[0]);
   const rs = (
