@@ -32,7 +32,8 @@ export interface LogRecord {
   /** When labelcast read it, Unix nanoseconds. */
   observedUnixNano: bigint;
   body: string;
-  stream: LogStream;
+  /** Undefined for records that have no stream, such as OTLP logs an application sent. */
+  stream: LogStream | undefined;
   /** OpenTelemetry severity number (0 = unspecified) and text, when cheaply detectable. */
   severityNumber: number;
   severityText: string | undefined;

@@ -83,7 +83,7 @@ function engineLog(id: string, tty: boolean): Line[] {
   return out;
 }
 
-const view = (lines: { stream: string; body: string }[]): string[] =>
+const view = (lines: { stream: string | undefined; body: string }[]): string[] =>
   lines.map((l) => `${l.stream}|${l.body}`);
 
 const running = async (id: string): Promise<boolean> =>

@@ -36,7 +36,7 @@ const NS_PER_S = 1_000_000_000n;
 
 /** Record-level structured metadata: stream, severity, json-file attrs, truncation, unenriched id. */
 function recordMetadata(record: LogRecord, policy: LabelPolicy, truncated: boolean): Pair[] {
-  const pairs: Pair[] = [['log_iostream', record.stream]];
+  const pairs: Pair[] = record.stream === undefined ? [] : [['log_iostream', record.stream]];
   if (record.severityText !== undefined) pairs.push(['severity_text', record.severityText]);
   if (record.attributes !== undefined) {
     for (const [key, value] of Object.entries(record.attributes))
@@ -104,7 +104,7 @@ export function createLokiEncoder(options: LokiEncoderOptions): LokiEncoder {
     if (record.attributes !== undefined || truncated) {
       return encodeMetadata(recordMetadata(record, policy, truncated));
     }
-    let key = record.severityText === undefined ? record.stream : `${record.stream}\0${record.severityText}`;
+    let key = `${record.stream}\0${record.severityText}`;
     if (record.container === undefined) key = `${key}\0${record.containerId}`;
     let form = common.get(key);
     if (form === undefined) {
@@ -209,7 +209,10 @@ export function createLokiEncoder(options: LokiEncoderOptions): LokiEncoder {
     const [text, truncated] = line(record.body);
     if (truncated) truncatedCount++;
     const own = ownMetadata(record, truncated).json;
-    const meta = s.stream.metadataJson === '' ? own : `${s.stream.metadataJson},${own}`;
+    const meta =
+      s.stream.metadataJson === '' || own === ''
+        ? s.stream.metadataJson + own
+        : `${s.stream.metadataJson},${own}`;
     s.json.push(
       `${s.json.length === 0 ? '' : ','}["${record.timeUnixNano}",${JSON.stringify(text.toWellFormed())},{${meta}}]`,
     );

@@ -72,6 +72,7 @@ const STREAM_ATTRIBUTE = {
   stdout: field(0x32, keyValue('log.iostream', 'stdout')),
   stderr: field(0x32, keyValue('log.iostream', 'stderr')),
 };
+const NO_STREAM = Buffer.alloc(0);
 
 /** Containers with no metadata: their Resource carries only `container.id`. Bounded by clearing. */
 const MAX_BARE_RESOURCES = 4096;
@@ -166,7 +167,7 @@ export class OtlpLogsEncoder {
       }
       const bl = Buffer.byteLength(r.body, 'utf8');
       const anyLen = 1 + varintLength(bl) + bl;
-      const stream = STREAM_ATTRIBUTE[r.stream];
+      const stream = r.stream === undefined ? NO_STREAM : STREAM_ATTRIBUTE[r.stream];
       let len = 18 + 1 + varintLength(anyLen) + anyLen + stream.length;
       let tl = 0;
       if (r.severityNumber > 0) len += 1 + varintLength(r.severityNumber);
@@ -268,9 +269,11 @@ export class OtlpLogsEncoder {
       let text = `{"timeUnixNano":"${r.timeUnixNano}","observedTimeUnixNano":"${r.observedUnixNano}"`;
       if (r.severityNumber > 0) text += `,"severityNumber":${r.severityNumber}`;
       if (r.severityText !== undefined) text += `,"severityText":${JSON.stringify(r.severityText)}`;
-      text += `,"body":{"stringValue":${JSON.stringify(r.body)}},"attributes":[{"key":"log.iostream","value":{"stringValue":"${r.stream}"}}`;
+      text += `,"body":{"stringValue":${JSON.stringify(r.body)}},"attributes":[`;
+      const attributes = r.stream === undefined ? [] : [jsonKeyValue('log.iostream', r.stream)];
       if (r.attributes !== undefined)
-        for (const [k, v] of Object.entries(r.attributes)) text += `,${jsonKeyValue(k, v)}`;
+        for (const [k, v] of Object.entries(r.attributes)) attributes.push(jsonKeyValue(k, v));
+      text += attributes.join(',');
       group.records.push(`${text}]}`);
     }
   }

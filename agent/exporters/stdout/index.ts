@@ -29,11 +29,18 @@ function head(record: LogRecord): string {
   let line = `{"timeUnixNano":"${record.timeUnixNano}","observedTimeUnixNano":"${record.observedUnixNano}"`;
   if (record.severityNumber > 0) line += `,"severityNumber":${record.severityNumber}`;
   if (record.severityText !== undefined) line += `,"severityText":${JSON.stringify(record.severityText)}`;
-  line += `,"body":${JSON.stringify(record.body)},"attributes":{"log.iostream":"${record.stream}"`;
+  line += `,"body":${JSON.stringify(record.body)},"attributes":{`;
+  let sep = '';
+  if (record.stream !== undefined) {
+    line += `"log.iostream":"${record.stream}"`;
+    sep = ',';
+  }
   const attrs = record.attributes;
   if (attrs !== undefined) {
     for (const key in attrs) {
-      if (key !== 'log.iostream') line += `,${JSON.stringify(key)}:${JSON.stringify(attrs[key])}`;
+      if (key === 'log.iostream' && record.stream !== undefined) continue;
+      line += `${sep}${JSON.stringify(key)}:${JSON.stringify(attrs[key])}`;
+      sep = ',';
     }
   }
   return line;

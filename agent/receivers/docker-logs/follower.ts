@@ -196,7 +196,7 @@ export function startFollower(options: FollowerOptions): Follower {
         return;
       }
       progressed = true;
-      for (const r of records) metrics.records.inc({ stream: r.stream });
+      for (const r of records) metrics.records.inc({ stream: r.stream ?? 'stdout' });
       const ack = position === undefined ? () => {} : acks.issue(position);
       await deliver({ records, ack });
       if (!stopped) resumeAt = position;

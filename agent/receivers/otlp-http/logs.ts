@@ -87,7 +87,7 @@ function record(container: ContainerEntry | undefined, observedNow: bigint): Log
     timeUnixNano: 0n,
     observedUnixNano: observedNow,
     body: '',
-    stream: 'stdout',
+    stream: undefined,
     severityNumber: 0,
     severityText: undefined,
     attributes: undefined,

@@ -94,6 +94,18 @@ test('JSON push bodies carry the same streams, nanosecond string timestamps and 
   assertSample(decodePushRequest(Buffer.from(payload.body), 'application/json'));
 });
 
+test('a record without a stream (an OTLP log) carries no log_iostream metadata', () => {
+  for (const encoding of ['protobuf', 'json'] as const) {
+    const { enc } = encoder(encoding);
+    const r = logRecord('from the SDK', T0, app);
+    r.stream = undefined;
+    const payload = enc.encode([r]);
+    const contentType = encoding === 'json' ? 'application/json' : 'application/x-protobuf';
+    const [stream] = decodePushRequest(Buffer.from(payload.body), contentType);
+    assert.deepEqual(stream?.entries[0]?.meta, APP_STREAM_METADATA, encoding);
+  }
+});
+
 test('gzip JSON push bodies say so and decompress to the same request', () => {
   const payload = encoder('json', true).enc.encode(sampleRecords());
   assert.deepEqual(payload.headers, { 'content-type': 'application/json', 'content-encoding': 'gzip' });

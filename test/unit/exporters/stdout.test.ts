@@ -49,6 +49,16 @@ test('a record is one NDJSON line shaped like the OpenTelemetry log data model',
   });
 });
 
+test('a record without a stream (an OTLP log) has no log.iostream but keeps its own attributes', () => {
+  const r = record(idOf(1), 'from the SDK');
+  r.stream = undefined;
+  r.attributes = { 'http.route': '/pay', 'log.iostream': 'stderr' };
+  const line = JSON.parse(formatRecord(r)) as { attributes: Record<string, string> };
+  assert.deepEqual(line.attributes, { 'http.route': '/pay', 'log.iostream': 'stderr' });
+  r.attributes = undefined;
+  assert.deepEqual((JSON.parse(formatRecord(r)) as { attributes: object }).attributes, {});
+});
+
 test('an unenriched record carries at least container.id in its resource', () => {
   const line = JSON.parse(formatRecord(record(idOf(9), 'x'))) as Record<string, unknown>;
   assert.deepEqual(line.resource, { 'container.id': idOf(9) });
