@@ -43,3 +43,14 @@ export const listenAddress = z
 
 /** An http(s) URL. */
 export const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' });
+
+/** Client TLS for an exporter's HTTPS endpoint. Unset: the system's CAs, no client certificate. */
+export const clientTls = z
+  .strictObject({
+    ca_file: z.string().min(1).optional(),
+    cert_file: z.string().min(1).optional(),
+    key_file: z.string().min(1).optional(),
+    /** Accept any server certificate. For tests only. */
+    insecure_skip_verify: z.boolean().default(false),
+  })
+  .optional();

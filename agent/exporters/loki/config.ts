@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { byteSize, duration, httpUrl } from '../../config/types.ts';
+import { byteSize, clientTls, duration, httpUrl } from '../../config/types.ts';
 import { deliveryConfigSchema } from '../../pipeline/delivery/config.ts';
 import { sanitizeLabelName } from './labels.ts';
 
@@ -30,15 +30,7 @@ export const lokiExporterConfigSchema = z
     tenant: z.string().min(1).optional(),
     basic_auth: z.strictObject({ username: z.string().min(1), password: z.string() }).optional(),
     bearer_token: z.string().min(1).optional(),
-    tls: z
-      .strictObject({
-        ca_file: z.string().min(1).optional(),
-        cert_file: z.string().min(1).optional(),
-        key_file: z.string().min(1).optional(),
-        /** Accept any server certificate. For tests only. */
-        insecure_skip_verify: z.boolean().default(false),
-      })
-      .optional(),
+    tls: clientTls,
     /** Per request, including reading the response. */
     timeout: duration.default(10_000),
     /**

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, httpUrl } from '../../config/types.ts';
+import { clientTls, duration, httpUrl } from '../../config/types.ts';
 import { ConfigError } from '../../errors.ts';
 import { deliveryConfigSchema } from '../../pipeline/delivery/config.ts';
 
@@ -21,15 +21,7 @@ export const otlpHttpExporterConfigSchema = z
     compression: z.enum(['gzip', 'none']).optional(),
     /** Extra request headers (auth, tenant). Merged over OTEL_EXPORTER_OTLP_HEADERS. */
     headers: z.record(z.string().min(1), z.string()).optional(),
-    tls: z
-      .strictObject({
-        ca_file: z.string().min(1).optional(),
-        cert_file: z.string().min(1).optional(),
-        key_file: z.string().min(1).optional(),
-        /** Accept any server certificate. For tests only. */
-        insecure_skip_verify: z.boolean().default(false),
-      })
-      .optional(),
+    tls: clientTls,
     /** Per request. Default: OTEL_EXPORTER_OTLP_TIMEOUT (milliseconds), else 10s. */
     timeout: duration.optional(),
     /** Batching, queue, disk spool, retries and shutdown: see docs/delivery.md. */
