@@ -10,10 +10,8 @@
  * section times the encoder alone: the repeat-aware snappy against snappyjs on the same batches.
  * LOKI_BENCH_PROF=<dir> writes a CPU profile of each agent run there (node --cpu-prof).
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,101 +22,18 @@ import { lokiExporterConfigSchema } from '../../agent/exporters/loki/config.ts';
 import { createLokiEncoder } from '../../agent/exporters/loki/encode.ts';
 import { createLokiExporter } from '../../agent/exporters/loki/index.ts';
 import { createLabelPolicy } from '../../agent/exporters/loki/labels.ts';
-import { mappingConfigSchema } from '../../agent/metadata/config.ts';
-import { createMapper } from '../../agent/metadata/mapping.ts';
-import type { ContainerEntry, MetadataStore } from '../../agent/metadata/types.ts';
 import { openCheckpointStore } from '../../agent/pipeline/checkpoints.ts';
 import { createEnrichStage } from '../../agent/pipeline/enrich.ts';
 import type { Component, Consumer, LogBatch, LogRecord } from '../../agent/pipeline/types.ts';
 import { jsonFileConfigSchema } from '../../agent/receivers/json-file/config.ts';
 import { createJsonFileReceiver } from '../../agent/receivers/json-file/index.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
+import { benchEntry, blackhole, firstLine, storeOf } from './fixtures.ts';
 import { RUNTIME, selectSource } from './runtime.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const NODE = process.execPath;
 const CONTAINER_ID = '7e57be4c4f1c2b3a'.repeat(4);
-
-/** The labels of a typical service image plus run-time labels, as the store would have them. */
-const LABELS: Record<string, string> = {
-  'org.opencontainers.image.revision': '3f2a9c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39',
-  'org.opencontainers.image.source': 'git@github.com:acme/api.git',
-  'org.opencontainers.image.version': '2.3.1',
-  'org.opencontainers.image.title': 'api',
-  'org.opencontainers.image.authors': 'platform@example.com',
-  'io.labelcast.contact': 'oncall-api@example.com',
-  'io.labelcast.team': 'payments',
-  'com.docker.compose.project': 'shop',
-  'com.docker.compose.service': 'api',
-};
-
-function benchEntry(logPath: string): ContainerEntry {
-  const mapper = createMapper(mappingConfigSchema.parse({}));
-  const input = {
-    id: CONTAINER_ID,
-    name: 'shop-api-1',
-    imageRef: 'ghcr.io/acme/api:2.3.1',
-    imageId: 'sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08',
-    image: undefined,
-    labels: LABELS,
-  };
-  return {
-    id: CONTAINER_ID,
-    shortId: CONTAINER_ID.slice(0, 12),
-    name: input.name,
-    hostname: CONTAINER_ID.slice(0, 12),
-    imageRef: input.imageRef,
-    imageId: input.imageId,
-    image: undefined,
-    labels: LABELS,
-    labelOrigins: {},
-    ips: [],
-    running: true,
-    pid: 1,
-    tty: false,
-    logPath,
-    logDriver: 'json-file',
-    startedAt: '2026-12-04T15:00:00Z',
-    attributes: mapper.attributes(input),
-    settings: mapper.settings(LABELS),
-    removedAt: undefined,
-  };
-}
-
-function storeOf(entry: ContainerEntry): MetadataStore {
-  return {
-    get: (id) => (id === entry.id || id === entry.shortId ? entry : undefined),
-    resolve: async (id) => (id === entry.id ? entry : undefined),
-    byName: () => undefined,
-    byHostname: () => undefined,
-    byIp: () => undefined,
-    running: () => [entry],
-    subscribe: () => () => {},
-  };
-}
-
-/** The sink: answers 204 to everything, counts bytes and requests; `GET /stats` reports them. */
-function blackhole(): void {
-  let bytes = 0;
-  let requests = 0;
-  const server = createServer((req, res) => {
-    if (req.method === 'GET') {
-      res.end(JSON.stringify({ bytes, requests }));
-      return;
-    }
-    requests++;
-    req.on('data', (c: Buffer) => {
-      bytes += c.length;
-    });
-    req.on('end', () => {
-      res.writeHead(204);
-      res.end();
-    });
-  });
-  server.listen(0, '127.0.0.1', () => {
-    process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
-  });
-}
 
 /** `read`: json_file only (reference); `off`: → loki without enrichment (baseline); `on`: → enrich → loki. */
 type Mode = 'read' | 'off' | 'on';
@@ -133,7 +48,7 @@ interface AgentResult {
 
 /** One agent process: the pipeline on the generated log until every line was accepted by the sink. */
 async function agent(mode: Mode, root: string, url: string, lines: number): Promise<void> {
-  const entry = benchEntry(join(root, 'containers', CONTAINER_ID, `${CONTAINER_ID}-json.log`));
+  const entry = benchEntry(CONTAINER_ID, join(root, 'containers', CONTAINER_ID, `${CONTAINER_ID}-json.log`));
   const metrics = new Registry();
   const logger = silentLogger();
   const stateDir = await mkdtemp(join(tmpdir(), 'lc-bench-state-'));
@@ -211,18 +126,6 @@ async function agent(mode: Mode, root: string, url: string, lines: number): Prom
   process.exit(0);
 }
 
-function firstLine(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) resolve(buf.slice(0, nl));
-    });
-    child.once('exit', (code) => reject(new Error(`${child.spawnargs.join(' ')} exited with ${code}`)));
-  });
-}
-
 async function runAgent(mode: Mode, root: string, url: string, lines: number): Promise<AgentResult> {
   const child = spawn(
     NODE,
@@ -245,7 +148,7 @@ async function runAgent(mode: Mode, root: string, url: string, lines: number): P
 
 /** The encoder alone, on the same batches: repeat-aware snappy (the exporter's) against snappyjs. */
 function encoderSection(): void {
-  const entry = benchEntry('');
+  const entry = benchEntry(CONTAINER_ID, '');
   const config = lokiExporterConfigSchema.parse({ endpoint: 'http://127.0.0.1', labels: { job: 'bench' } });
   const records: LogRecord[] = Array.from({ length: 6000 }, (_, i) => ({
     timeUnixNano: 1_764_860_400_000_000_000n + BigInt(i) * 1_000_123n,
@@ -363,7 +266,7 @@ async function main(): Promise<void> {
 }
 
 const role = process.argv[2];
-if (role === 'blackhole') blackhole();
+if (role === 'blackhole') blackhole(204);
 else if (role === 'agent') {
   const [, , , mode, root, url, lines] = process.argv;
   await agent(mode as Mode, root as string, url as string, Number(lines));

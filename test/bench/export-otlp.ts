@@ -13,11 +13,9 @@
  * Diagnostics: OTLP_BENCH_PROF=<dir> writes a CPU profile per agent run; OTLP_BENCH_MEM=1 prints each
  * run's peak V8 heap, external (Buffer) memory and delivery queue to stderr.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,96 +25,19 @@ import { Registry } from 'prom-client';
 import { otlpHttpExporterConfigSchema } from '../../agent/exporters/otlp-http/config.ts';
 import { OtlpLogsEncoder } from '../../agent/exporters/otlp-http/encode.ts';
 import { createOtlpHttpExporter } from '../../agent/exporters/otlp-http/index.ts';
-import { mappingConfigSchema } from '../../agent/metadata/config.ts';
-import { createMapper } from '../../agent/metadata/mapping.ts';
-import type { ContainerEntry, MetadataStore } from '../../agent/metadata/types.ts';
+import type { ContainerEntry } from '../../agent/metadata/types.ts';
 import { openCheckpointStore } from '../../agent/pipeline/checkpoints.ts';
 import { createEnrichStage } from '../../agent/pipeline/enrich.ts';
 import type { Component, Consumer, LogBatch, LogRecord } from '../../agent/pipeline/types.ts';
 import { jsonFileConfigSchema } from '../../agent/receivers/json-file/config.ts';
 import { createJsonFileReceiver } from '../../agent/receivers/json-file/index.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
+import { benchEntry, blackhole, firstLine, storeOf } from './fixtures.ts';
 import { RUNTIME, selectSource } from './runtime.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const NODE = process.execPath;
 const CONTAINER_ID = '0d1e2c3b4a596877'.repeat(4);
-
-const LABELS: Record<string, string> = {
-  'org.opencontainers.image.revision': '3f2a9c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39',
-  'org.opencontainers.image.source': 'git@github.com:acme/api.git',
-  'org.opencontainers.image.version': '2.3.1',
-  'org.opencontainers.image.title': 'api',
-  'org.opencontainers.image.authors': 'platform@example.com',
-  'io.labelcast.contact': 'oncall-api@example.com',
-  'io.labelcast.team': 'payments',
-  'com.docker.compose.project': 'shop',
-  'com.docker.compose.service': 'api',
-};
-
-/** A typical service container as the store would hold it, attributes from the real mapper. */
-function benchEntry(logPath: string): ContainerEntry {
-  const mapper = createMapper(mappingConfigSchema.parse({}));
-  const input = {
-    id: CONTAINER_ID,
-    name: 'shop-api-1',
-    imageRef: 'ghcr.io/acme/api:2.3.1',
-    imageId: `sha256:${'9f'.repeat(32)}`,
-    image: undefined,
-    labels: LABELS,
-  };
-  return Object.freeze({
-    ...input,
-    shortId: CONTAINER_ID.slice(0, 12),
-    hostname: CONTAINER_ID.slice(0, 12),
-    labelOrigins: {},
-    ips: [],
-    running: true,
-    pid: 1,
-    tty: false,
-    logPath,
-    logDriver: 'json-file',
-    startedAt: '2026-12-04T15:00:00Z',
-    attributes: mapper.attributes(input),
-    settings: mapper.settings(LABELS),
-    removedAt: undefined,
-  });
-}
-
-function storeOf(entry: ContainerEntry): MetadataStore {
-  return {
-    get: (id) => (id === entry.id || id === entry.shortId ? entry : undefined),
-    resolve: async (id) => (id === entry.id ? entry : undefined),
-    byName: () => undefined,
-    byHostname: () => undefined,
-    byIp: () => undefined,
-    running: () => [entry],
-    subscribe: () => () => {},
-  };
-}
-
-/** The sink: answers 200 (an empty ExportLogsServiceResponse) and counts bytes; `GET /stats` reports. */
-function blackhole(): void {
-  let bytes = 0;
-  let requests = 0;
-  const server = createServer((req, res) => {
-    if (req.method === 'GET') {
-      res.end(JSON.stringify({ bytes, requests }));
-      return;
-    }
-    requests++;
-    req.on('data', (c: Buffer) => {
-      bytes += c.length;
-    });
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': '0' });
-      res.end();
-    });
-  });
-  server.listen(0, '127.0.0.1', () => {
-    process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
-  });
-}
 
 /** `read`: json_file alone (reference); `off`: → otlp_http without enrichment (baseline); `on`: → enrich → otlp_http. */
 type Mode = 'read' | 'off' | 'on';
@@ -129,7 +50,7 @@ interface AgentResult {
 }
 
 async function agent(mode: Mode, root: string, url: string, lines: number): Promise<void> {
-  const entry = benchEntry(join(root, 'containers', CONTAINER_ID, `${CONTAINER_ID}-json.log`));
+  const entry = benchEntry(CONTAINER_ID, join(root, 'containers', CONTAINER_ID, `${CONTAINER_ID}-json.log`));
   const metrics = new Registry();
   const logger = silentLogger();
   const stateDir = await mkdtemp(join(tmpdir(), 'lc-bench-otlp-state-'));
@@ -224,18 +145,6 @@ async function agent(mode: Mode, root: string, url: string, lines: number): Prom
   process.exit(0);
 }
 
-function firstLine(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) resolve(buf.slice(0, nl));
-    });
-    child.once('exit', (code) => reject(new Error(`${child.spawnargs.join(' ')} exited with ${code}`)));
-  });
-}
-
 async function runAgent(mode: Mode, root: string, url: string, lines: number): Promise<AgentResult> {
   const prof = process.env.OTLP_BENCH_PROF;
   const flags = prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : [];
@@ -310,7 +219,7 @@ function protobufjsEncoder(): (records: LogRecord[]) => Uint8Array {
 }
 
 function encoderSection(): void {
-  const entry = benchEntry('/dev/null');
+  const entry = benchEntry(CONTAINER_ID, '/dev/null');
   // One delivery batch: max_batch_bytes (1 MiB) of records at ~170 B.
   const batch = sampleRecords(6000, entry);
   const rounds = 100;
@@ -421,7 +330,7 @@ async function main(): Promise<void> {
 }
 
 const role = process.argv[2];
-if (role === 'blackhole') blackhole();
+if (role === 'blackhole') blackhole(200, { 'content-type': 'application/x-protobuf', 'content-length': '0' });
 else if (role === 'agent') {
   const [, , , mode, root, url, lines] = process.argv;
   await agent(mode as Mode, root as string, url as string, Number(lines));
