@@ -10,12 +10,11 @@
  * section times the encoder alone: the repeat-aware snappy against snappyjs on the same batches.
  * LOKI_BENCH_PROF=<dir> writes a CPU profile of each agent run there (node --cpu-prof).
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { extname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { Registry } from 'prom-client';
 import snappyjs from 'snappyjs';
 import { lokiExporterConfigSchema } from '../../agent/exporters/loki/config.ts';
@@ -28,23 +27,19 @@ import type { Component, Consumer, LogBatch, LogRecord } from '../../agent/pipel
 import { jsonFileConfigSchema } from '../../agent/receivers/json-file/config.ts';
 import { createJsonFileReceiver } from '../../agent/receivers/json-file/index.ts';
 import { silentLogger } from '../../agent/telemetry/logger.ts';
-import { benchEntry, blackhole, firstLine, storeOf } from './fixtures.ts';
-import { RUNTIME, selectSource } from './runtime.ts';
+import {
+  type AgentResult,
+  benchEntry,
+  blackhole,
+  exportBenchMain,
+  firstLine,
+  type Mode,
+  storeOf,
+} from './fixtures.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const NODE = process.execPath;
 const CONTAINER_ID = '7e57be4c4f1c2b3a'.repeat(4);
-
-/** `read`: json_file only (reference); `off`: → loki without enrichment (baseline); `on`: → enrich → loki. */
-type Mode = 'read' | 'off' | 'on';
-
-interface AgentResult {
-  lines: number;
-  cpuMs: number;
-  wallMs: number;
-  maxRssBytes: number;
-  sentBytes: number;
-}
 
 /** One agent process: the pipeline on the generated log until every line was accepted by the sink. */
 async function agent(mode: Mode, root: string, url: string, lines: number): Promise<void> {
@@ -100,8 +95,6 @@ async function agent(mode: Mode, root: string, url: string, lines: number): Prom
       ? read
       : ((await metrics.getSingleMetric('labelcast_exporter_sent_records_total')?.get())?.values[0]?.value ??
         0);
-  const sentBytes = async () =>
-    (await metrics.getSingleMetric('labelcast_exporter_sent_bytes_total')?.get())?.values[0]?.value ?? 0;
 
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
@@ -116,7 +109,6 @@ async function agent(mode: Mode, root: string, url: string, lines: number): Prom
     cpuMs: (cpu.user + cpu.system) / 1000,
     wallMs,
     maxRssBytes: process.resourceUsage().maxRSS * 1024,
-    sentBytes: await sentBytes(),
   };
   await receiver.shutdown();
   await next.shutdown();
@@ -192,82 +184,18 @@ function encoderSection(): void {
   }
 }
 
-async function main(): Promise<void> {
-  selectSource(SELF);
-  const { values } = parseArgs({
-    args: process.argv.slice(2),
-    options: { lines: { type: 'string', default: '1000000' }, rounds: { type: 'string', default: '2' } },
-  });
-  const lines = Number(values.lines);
-  const rounds = Number(values.rounds);
-  const root = await mkdtemp(join(tmpdir(), 'lc-bench-loki-'));
-  const sink = spawn(NODE, [SELF, 'blackhole'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  try {
-    const dir = join(root, 'containers', CONTAINER_ID);
-    await mkdir(dir, { recursive: true });
-    const file = join(dir, `${CONTAINER_ID}-json.log`);
-    const gen = spawnSync(
-      NODE,
-      [join(import.meta.dirname, `logs${extname(SELF)}`), '--generate', file, '--lines', String(lines)],
-      {
-        encoding: 'utf8',
-      },
-    );
-    if (gen.status !== 0) throw new Error(`Cannot generate the benchmark log: ${gen.stderr}`);
-    const fileBytes = Number(gen.stdout);
-    const { port } = JSON.parse(await firstLine(sink)) as { port: number };
-    const url = `http://127.0.0.1:${port}`;
-    const stats = async () =>
-      (await (await fetch(`${url}/stats`)).json()) as { bytes: number; requests: number };
-
-    console.log(
-      `Loki export: ${lines} json-file lines, ${(fileBytes / lines).toFixed(0)} B/line on disk (generator: test/bench/logs.ts)`,
-    );
-    console.log('json_file -> enrich -> loki (protobuf + snappy) -> blackhole sink (separate process)');
-    console.log(
-      `agent processes: node ${process.version}, V8 flags: ${process.execArgv.join(' ') || '(none)'}; ${RUNTIME}`,
-    );
-    console.log('mode       | lines/CPU-s | CPU s | wall s | bytes out/line | requests | peak RSS MB');
-    const best = new Map<Mode, AgentResult>();
-    // Alternate modes so drift (page cache, CPU frequency, neighbours) hits all alike; keep each mode's best run.
-    for (let round = 0; round < rounds; round++) {
-      for (const mode of ['read', 'off', 'on'] as const) {
-        const before = await stats();
-        const r = await runAgent(mode, root, url, lines);
-        const after = await stats();
-        console.log(
-          [
-            mode.padEnd(10),
-            String(Math.round(r.lines / (r.cpuMs / 1000))).padStart(11),
-            (r.cpuMs / 1000).toFixed(2).padStart(5),
-            (r.wallMs / 1000).toFixed(2).padStart(6),
-            ((after.bytes - before.bytes) / r.lines).toFixed(1).padStart(14),
-            String(after.requests - before.requests).padStart(8),
-            (r.maxRssBytes / 1024 / 1024).toFixed(0).padStart(11),
-          ].join(' | '),
-        );
-        const prev = best.get(mode);
-        if (!prev || r.cpuMs < prev.cpuMs) best.set(mode, r);
-      }
-    }
-    const off = best.get('off');
-    const on = best.get('on');
-    if (off && on) {
-      const overhead = (on.cpuMs / on.lines / (off.cpuMs / off.lines) - 1) * 100;
-      console.log(
-        `best of ${rounds}: enriched ${Math.round(on.lines / (on.cpuMs / 1000))} lines/CPU-s, baseline ${Math.round(off.lines / (off.cpuMs / 1000))}; enrichment CPU overhead per line: ${overhead.toFixed(1)} %`,
-      );
-    }
-    encoderSection();
-  } finally {
-    sink.kill();
-    await rm(root, { recursive: true, force: true });
-  }
-}
-
 const role = process.argv[2];
 if (role === 'blackhole') blackhole(204);
 else if (role === 'agent') {
   const [, , , mode, root, url, lines] = process.argv;
   await agent(mode as Mode, root as string, url as string, Number(lines));
-} else await main();
+} else {
+  await exportBenchMain({
+    self: SELF,
+    name: 'Loki',
+    pipeline: 'json_file -> enrich -> loki (protobuf + snappy) -> blackhole sink (separate process)',
+    containerId: CONTAINER_ID,
+    runAgent,
+    encoderSection,
+  });
+}

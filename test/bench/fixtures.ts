@@ -1,10 +1,15 @@
-/** What the log and export benchmarks share: one typical container, a store that knows it, the sink. */
-import type { ChildProcess } from 'node:child_process';
+/** What the log and export benchmarks share: one typical container, a store that knows it, the sink, the export driver. */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { extname, join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { mappingConfigSchema } from '../../agent/metadata/config.ts';
 import { createMapper } from '../../agent/metadata/mapping.ts';
 import type { ContainerEntry, MetadataStore } from '../../agent/metadata/types.ts';
+import { RUNTIME, selectSource } from './runtime.ts';
 
 /** The labels of a typical service image plus run-time labels, as the store would have them. */
 export const BENCH_LABELS: Readonly<Record<string, string>> = {
@@ -102,4 +107,105 @@ export function firstLine(child: ChildProcess): Promise<string> {
     });
     child.once('exit', (code) => reject(new Error(`${child.spawnargs.join(' ')} exited with ${code}`)));
   });
+}
+
+/** `read`: json_file alone (reference); `off`: → exporter without enrichment (baseline); `on`: → enrich → exporter. */
+export type Mode = 'read' | 'off' | 'on';
+
+/** What one agent process reports on stdout when its run is done. */
+export interface AgentResult {
+  lines: number;
+  cpuMs: number;
+  wallMs: number;
+  maxRssBytes: number;
+}
+
+export interface ExportBench {
+  /** The calling benchmark's file; it is run again as `<file> blackhole` for the sink. */
+  self: string;
+  /** `Loki`, `OTLP`: the heading. */
+  name: string;
+  /** The pipeline line under the heading. */
+  pipeline: string;
+  containerId: string;
+  /** Runs one agent process in `mode` over the log under `root`, exporting to `url`. */
+  runAgent(mode: Mode, root: string, url: string, lines: number): Promise<AgentResult>;
+  /** Printed after the pipeline runs (the encoder alone). */
+  encoderSection(): void;
+}
+
+/**
+ * The export benchmarks' driver: generates the json-file log with test/bench/logs.ts, starts the sink
+ * process, runs read/off/on agents `--rounds` times (alternating, so drift hits all modes alike), and
+ * prints each run and the best-of comparison of enriched against the baseline.
+ */
+export async function exportBenchMain(bench: ExportBench): Promise<void> {
+  selectSource(bench.self);
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: { lines: { type: 'string', default: '1000000' }, rounds: { type: 'string', default: '2' } },
+  });
+  const lines = Number(values.lines);
+  const rounds = Number(values.rounds);
+  const node = process.execPath;
+  const root = await mkdtemp(join(tmpdir(), 'lc-bench-export-'));
+  const sink = spawn(node, [bench.self, 'blackhole'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const dir = join(root, 'containers', bench.containerId);
+    await mkdir(dir, { recursive: true });
+    const file = join(dir, `${bench.containerId}-json.log`);
+    const gen = spawnSync(
+      node,
+      [join(import.meta.dirname, `logs${extname(bench.self)}`), '--generate', file, '--lines', String(lines)],
+      { encoding: 'utf8' },
+    );
+    if (gen.status !== 0) throw new Error(`Cannot generate the benchmark log: ${gen.stderr}`);
+    const fileBytes = Number(gen.stdout);
+    const { port } = JSON.parse(await firstLine(sink)) as { port: number };
+    const url = `http://127.0.0.1:${port}`;
+    const stats = async () =>
+      (await (await fetch(`${url}/stats`)).json()) as { bytes: number; requests: number };
+
+    console.log(
+      `${bench.name} export: ${lines} json-file lines, ${(fileBytes / lines).toFixed(0)} B/line on disk (generator: test/bench/logs.ts)`,
+    );
+    console.log(bench.pipeline);
+    console.log(
+      `agent processes: node ${process.version}, V8 flags: ${process.execArgv.join(' ') || '(none)'}; ${RUNTIME}`,
+    );
+    console.log('mode       | lines/CPU-s | CPU s | wall s | bytes out/line | requests | peak RSS MB');
+    const best = new Map<Mode, AgentResult>();
+    for (let round = 0; round < rounds; round++) {
+      for (const mode of ['read', 'off', 'on'] as const) {
+        const before = await stats();
+        const r = await bench.runAgent(mode, root, url, lines);
+        const after = await stats();
+        console.log(
+          [
+            mode.padEnd(10),
+            String(Math.round(r.lines / (r.cpuMs / 1000))).padStart(11),
+            (r.cpuMs / 1000).toFixed(2).padStart(5),
+            (r.wallMs / 1000).toFixed(2).padStart(6),
+            ((after.bytes - before.bytes) / r.lines).toFixed(1).padStart(14),
+            String(after.requests - before.requests).padStart(8),
+            (r.maxRssBytes / 1024 / 1024).toFixed(0).padStart(11),
+          ].join(' | '),
+        );
+        const prev = best.get(mode);
+        if (!prev || r.cpuMs < prev.cpuMs) best.set(mode, r);
+      }
+    }
+    const off = best.get('off');
+    const on = best.get('on');
+    if (off && on) {
+      const overhead = (on.cpuMs / on.lines / (off.cpuMs / off.lines) - 1) * 100;
+      console.log(
+        `best of ${rounds}: enriched ${Math.round(on.lines / (on.cpuMs / 1000))} lines/CPU-s, baseline ${Math.round(off.lines / (off.cpuMs / 1000))}; enrichment CPU overhead per line: ${overhead.toFixed(1)} %`,
+      );
+    }
+    bench.encoderSection();
+  } finally {
+    sink.kill();
+    await rm(root, { recursive: true, force: true });
+  }
 }
