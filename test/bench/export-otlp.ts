@@ -13,142 +13,18 @@
  * Diagnostics: OTLP_BENCH_PROF=<dir> writes a CPU profile per agent run; OTLP_BENCH_MEM=1 prints each
  * run's peak V8 heap, external (Buffer) memory and delivery queue to stderr.
  */
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { Registry } from 'prom-client';
 import { otlpHttpExporterConfigSchema } from '../../agent/exporters/otlp-http/config.ts';
 import { OtlpLogsEncoder } from '../../agent/exporters/otlp-http/encode.ts';
 import { createOtlpHttpExporter } from '../../agent/exporters/otlp-http/index.ts';
 import type { ContainerEntry } from '../../agent/metadata/types.ts';
-import { openCheckpointStore } from '../../agent/pipeline/checkpoints.ts';
-import { createEnrichStage } from '../../agent/pipeline/enrich.ts';
-import type { Component, Consumer, LogBatch, LogRecord } from '../../agent/pipeline/types.ts';
-import { jsonFileConfigSchema } from '../../agent/receivers/json-file/config.ts';
-import { createJsonFileReceiver } from '../../agent/receivers/json-file/index.ts';
-import { silentLogger } from '../../agent/telemetry/logger.ts';
-import {
-  type AgentResult,
-  benchEntry,
-  blackhole,
-  exportBenchMain,
-  firstLine,
-  type Mode,
-  storeOf,
-} from './fixtures.ts';
+import type { LogRecord } from '../../agent/pipeline/types.ts';
+import { benchEntry, exportBench } from './fixtures.ts';
 
 const SELF = fileURLToPath(import.meta.url);
-const NODE = process.execPath;
 const CONTAINER_ID = '0d1e2c3b4a596877'.repeat(4);
-
-async function agent(mode: Mode, root: string, url: string, lines: number): Promise<void> {
-  const entry = benchEntry(CONTAINER_ID, join(root, 'containers', CONTAINER_ID, `${CONTAINER_ID}-json.log`));
-  const metrics = new Registry();
-  const logger = silentLogger();
-  const stateDir = await mkdtemp(join(tmpdir(), 'lc-bench-otlp-state-'));
-  const exporter = createOtlpHttpExporter(
-    'otlp_http',
-    otlpHttpExporterConfigSchema.parse({
-      endpoint: url,
-    }),
-    { logger, metrics, stateDir },
-    {},
-  );
-  let read = 0;
-  const next: Consumer<LogBatch> & Component =
-    mode === 'on'
-      ? createEnrichStage({ store: storeOf(entry), next: exporter, maxWaitMs: 2000, logger, metrics })
-      : mode === 'read'
-        ? {
-            async consume(batch) {
-              read += batch.records.length;
-              batch.ack();
-            },
-            start: async () => {},
-            shutdown: async () => {},
-          }
-        : {
-            // Baseline: records leave with only container.id (the receiver may already have set the entry).
-            consume(batch) {
-              for (const record of batch.records) record.container = undefined;
-              return exporter.consume(batch);
-            },
-            start: async () => {},
-            shutdown: async () => {},
-          };
-  const receiver = createJsonFileReceiver(
-    jsonFileConfigSchema.parse({ docker_root: root, start_at: 'beginning' }),
-    {
-      docker: {} as never,
-      store: storeOf(entry),
-      consumer: next,
-      checkpoints: await openCheckpointStore(join(stateDir, 'checkpoints'), logger),
-      logger,
-      metrics,
-    },
-  );
-  const sent = async () =>
-    mode === 'read'
-      ? read
-      : ((await metrics.getSingleMetric('labelcast_exporter_sent_records_total')?.get())?.values[0]?.value ??
-        0);
-
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  await exporter.start();
-  await next.start();
-  await receiver.start();
-  let maxHeap = 0;
-  let maxExternal = 0;
-  let maxQueue = 0;
-  while ((await sent()) < lines) {
-    const m = process.memoryUsage();
-    maxHeap = Math.max(maxHeap, m.heapUsed);
-    maxExternal = Math.max(maxExternal, m.external);
-    maxQueue = Math.max(
-      maxQueue,
-      (await metrics.getSingleMetric('labelcast_exporter_queue_bytes')?.get())?.values[0]?.value ?? 0,
-    );
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  if (process.env.OTLP_BENCH_MEM)
-    console.error(
-      mode,
-      'heap MB',
-      maxHeap / 2 ** 20,
-      'external MB',
-      maxExternal / 2 ** 20,
-      'queue MB',
-      maxQueue / 2 ** 20,
-    );
-  const wallMs = performance.now() - t0;
-  const cpu = process.cpuUsage(cpu0);
-  const result: AgentResult = {
-    lines: await sent(),
-    cpuMs: (cpu.user + cpu.system) / 1000,
-    wallMs,
-    maxRssBytes: process.resourceUsage().maxRSS * 1024,
-  };
-  await receiver.shutdown();
-  await next.shutdown();
-  await exporter.shutdown();
-  await rm(stateDir, { recursive: true, force: true });
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-  process.exit(0);
-}
-
-async function runAgent(mode: Mode, root: string, url: string, lines: number): Promise<AgentResult> {
-  const prof = process.env.OTLP_BENCH_PROF;
-  const flags = prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : [];
-  const child = spawn(NODE, [...process.execArgv, ...flags, SELF, 'agent', mode, root, url, String(lines)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return JSON.parse(await firstLine(child)) as AgentResult;
-}
 
 /** Records as the receiver makes them, for the encoder-only section: the first `n` lines of the mix. */
 function sampleRecords(n: number, entry: ContainerEntry): LogRecord[] {
@@ -251,18 +127,15 @@ function encoderSection(): void {
   }
 }
 
-const role = process.argv[2];
-if (role === 'blackhole') blackhole(200, { 'content-type': 'application/x-protobuf', 'content-length': '0' });
-else if (role === 'agent') {
-  const [, , , mode, root, url, lines] = process.argv;
-  await agent(mode as Mode, root as string, url as string, Number(lines));
-} else {
-  await exportBenchMain({
-    self: SELF,
-    name: 'OTLP',
-    pipeline: 'json_file -> enrich -> otlp_http (protobuf + gzip) -> blackhole sink (separate process)',
-    containerId: CONTAINER_ID,
-    runAgent,
-    encoderSection,
-  });
-}
+await exportBench({
+  self: SELF,
+  name: 'OTLP',
+  pipeline: 'json_file -> enrich -> otlp_http (protobuf + gzip) -> blackhole sink (separate process)',
+  containerId: CONTAINER_ID,
+  sink: { status: 200, headers: { 'content-type': 'application/x-protobuf', 'content-length': '0' } },
+  createExporter: (url, deps) =>
+    createOtlpHttpExporter('otlp_http', otlpHttpExporterConfigSchema.parse({ endpoint: url }), deps, {}),
+  profEnv: 'OTLP_BENCH_PROF',
+  memEnv: 'OTLP_BENCH_MEM',
+  encoderSection,
+});

@@ -6,9 +6,16 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { Registry } from 'prom-client';
 import { mappingConfigSchema } from '../../agent/metadata/config.ts';
 import { createMapper } from '../../agent/metadata/mapping.ts';
 import type { ContainerEntry, MetadataStore } from '../../agent/metadata/types.ts';
+import { openCheckpointStore } from '../../agent/pipeline/checkpoints.ts';
+import { createEnrichStage } from '../../agent/pipeline/enrich.ts';
+import type { Component, Consumer, ExporterDeps, LogBatch, LogExporter } from '../../agent/pipeline/types.ts';
+import { jsonFileConfigSchema } from '../../agent/receivers/json-file/config.ts';
+import { createJsonFileReceiver } from '../../agent/receivers/json-file/index.ts';
+import { silentLogger } from '../../agent/telemetry/logger.ts';
 import { RUNTIME, selectSource } from './runtime.ts';
 
 /** The labels of a typical service image plus run-time labels, as the store would have them. */
@@ -128,10 +135,120 @@ export interface ExportBench {
   /** The pipeline line under the heading. */
   pipeline: string;
   containerId: string;
-  /** Runs one agent process in `mode` over the log under `root`, exporting to `url`. */
-  runAgent(mode: Mode, root: string, url: string, lines: number): Promise<AgentResult>;
+  /** The sink's answer to every push. */
+  sink: { status: number; headers?: Record<string, string> };
+  /** The exporter under test, sending to `url`. */
+  createExporter(url: string, deps: ExporterDeps): LogExporter;
+  /** Environment variables: a folder for a CPU profile per agent run; print each run's peak memory. */
+  profEnv: string;
+  memEnv: string;
   /** Printed after the pipeline runs (the encoder alone). */
   encoderSection(): void;
+}
+
+/**
+ * Runs the role this process was started for: `blackhole` (the sink), `agent MODE ROOT URL LINES` (one
+ * measured pipeline), or, with no role, the driver.
+ */
+export async function exportBench(bench: ExportBench): Promise<void> {
+  const [role, mode, root, url, lines] = process.argv.slice(2);
+  if (role === 'blackhole') blackhole(bench.sink.status, bench.sink.headers);
+  else if (role === 'agent')
+    await agentProcess(bench, mode as Mode, root as string, url as string, Number(lines));
+  else await exportBenchMain(bench);
+}
+
+/** One agent process: the pipeline on the generated log until every line was accepted by the sink. */
+async function agentProcess(bench: ExportBench, mode: Mode, root: string, url: string, lines: number) {
+  const id = bench.containerId;
+  const entry = benchEntry(id, join(root, 'containers', id, `${id}-json.log`));
+  const metrics = new Registry();
+  const logger = silentLogger();
+  const stateDir = await mkdtemp(join(tmpdir(), 'lc-bench-state-'));
+  const exporter = bench.createExporter(url, { logger, metrics, stateDir });
+  let read = 0;
+  const next: Consumer<LogBatch> & Component =
+    mode === 'on'
+      ? createEnrichStage({ store: storeOf(entry), next: exporter, maxWaitMs: 2000, logger, metrics })
+      : mode === 'read'
+        ? {
+            // Reference: the receiver alone, into a consumer that only counts.
+            async consume(batch) {
+              read += batch.records.length;
+              batch.ack();
+            },
+            start: async () => {},
+            shutdown: async () => {},
+          }
+        : {
+            // Baseline: records leave with only container.id (the receiver may already have set the entry).
+            consume(batch) {
+              for (const record of batch.records) record.container = undefined;
+              return exporter.consume(batch);
+            },
+            start: async () => {},
+            shutdown: async () => {},
+          };
+  const receiver = createJsonFileReceiver(
+    jsonFileConfigSchema.parse({ docker_root: root, start_at: 'beginning' }),
+    {
+      docker: {} as never,
+      store: storeOf(entry),
+      consumer: next,
+      checkpoints: await openCheckpointStore(join(stateDir, 'checkpoints'), logger),
+      logger,
+      metrics,
+    },
+  );
+  const metric = async (name: string) => (await metrics.getSingleMetric(name)?.get())?.values[0]?.value ?? 0;
+  const sent = async () => (mode === 'read' ? read : await metric('labelcast_exporter_sent_records_total'));
+
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await exporter.start();
+  await next.start();
+  await receiver.start();
+  let maxHeap = 0;
+  let maxExternal = 0;
+  let maxQueue = 0;
+  while ((await sent()) < lines) {
+    const m = process.memoryUsage();
+    maxHeap = Math.max(maxHeap, m.heapUsed);
+    maxExternal = Math.max(maxExternal, m.external);
+    maxQueue = Math.max(maxQueue, await metric('labelcast_exporter_queue_bytes'));
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  if (process.env[bench.memEnv]) {
+    const mb = (n: number) => n / 2 ** 20;
+    console.error(mode, 'heap MB', mb(maxHeap), 'external MB', mb(maxExternal), 'queue MB', mb(maxQueue));
+  }
+  const wallMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  const result: AgentResult = {
+    lines: await sent(),
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    wallMs,
+    maxRssBytes: process.resourceUsage().maxRSS * 1024,
+  };
+  await receiver.shutdown();
+  await next.shutdown();
+  await exporter.shutdown();
+  await rm(stateDir, { recursive: true, force: true });
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.exit(0);
+}
+
+async function runAgent(bench: ExportBench, mode: Mode, root: string, url: string, lines: number) {
+  const prof = process.env[bench.profEnv];
+  const flags = prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : [];
+  const child = spawn(
+    process.execPath,
+    [...process.execArgv, ...flags, bench.self, 'agent', mode, root, url, String(lines)],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  return JSON.parse(await firstLine(child)) as AgentResult;
 }
 
 /**
@@ -139,7 +256,7 @@ export interface ExportBench {
  * process, runs read/off/on agents `--rounds` times (alternating, so drift hits all modes alike), and
  * prints each run and the best-of comparison of enriched against the baseline.
  */
-export async function exportBenchMain(bench: ExportBench): Promise<void> {
+async function exportBenchMain(bench: ExportBench): Promise<void> {
   selectSource(bench.self);
   const { values } = parseArgs({
     args: process.argv.slice(2),
@@ -178,7 +295,7 @@ export async function exportBenchMain(bench: ExportBench): Promise<void> {
     for (let round = 0; round < rounds; round++) {
       for (const mode of ['read', 'off', 'on'] as const) {
         const before = await stats();
-        const r = await bench.runAgent(mode, root, url, lines);
+        const r = await runAgent(bench, mode, root, url, lines);
         const after = await stats();
         console.log(
           [
